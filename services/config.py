@@ -1,0 +1,76 @@
+"""Typed settings: limits, paths and worker sizing, read from the environment.
+
+Pages pass ``st.secrets`` values in through :func:`load_settings`'s ``overrides``; services never
+read Streamlit themselves. Every knob is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+MB = 1024 * 1024
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "stemdeck"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything tunable. Defaults are what a fresh install runs with."""
+
+    data_dir: Path = field(default_factory=_default_data_dir)
+    db_path: Path | None = None
+    max_upload_bytes: int = 200 * MB
+    max_duration_s: float = 20 * 60
+    fetch_timeout_s: float = 30.0
+    local_workers: int = 1
+    torch_threads: int = 0  # 0 = let torch decide (all cores)
+
+    @property
+    def database(self) -> Path:
+        """The SQLite job store (``STEMDECK_DB`` or ``<data_dir>/jobs.sqlite3``)."""
+        return self.db_path or self.data_dir / "jobs.sqlite3"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Per-job workspaces live under here, one folder per job id."""
+        return self.data_dir / "jobs"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Validated inputs, stored once per content hash."""
+        return self.data_dir / "inputs"
+
+
+_ENV: dict[str, tuple[str, Any]] = {
+    "STEMDECK_DATA_DIR": ("data_dir", Path),
+    "STEMDECK_DB": ("db_path", Path),
+    "STEMDECK_MAX_UPLOAD_MB": ("max_upload_bytes", lambda v: int(float(v) * MB)),
+    "STEMDECK_MAX_DURATION_S": ("max_duration_s", float),
+    "STEMDECK_FETCH_TIMEOUT_S": ("fetch_timeout_s", float),
+    "STEMDECK_LOCAL_WORKERS": ("local_workers", int),
+    "STEMDECK_TORCH_THREADS": ("torch_threads", int),
+}
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``), then apply explicit ``overrides``."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for var, (name, parse) in _ENV.items():
+        raw = env.get(var)
+        if raw:
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ValueError(f"{var}={raw!r} is not a valid value") from exc
+    values.update(overrides or {})
+    return replace(Settings(), **values)
