@@ -7,7 +7,7 @@ waveform peaks, the job record) is done once by the job runner, never per provid
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -86,6 +86,8 @@ class RunContext:
     progress: ProgressCallback
     remember: Callable[[str, str], None] = field(default=lambda _k, _v: None)
     """Persist a small fact on the job (e.g. the remote id) so a restart can resume it."""
+    facts: Mapping[str, str] = field(default_factory=dict)
+    """What earlier attempts of this job remembered: a restarted job resumes, never pays twice."""
 
 
 @runtime_checkable
