@@ -1,0 +1,1 @@
+"""Local emulators of the commercial providers' APIs (see sandbox/README.md)."""
