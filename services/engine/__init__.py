@@ -1,0 +1,30 @@
+"""The built-in local separation engine (Spleeter 2-stem U-Net + signal processing).
+
+Public surface: :func:`separate` for in-memory signals, :func:`separate_stream` for bounded-memory
+streaming of long tracks, :func:`get_model` (cached, thread-safe) and :data:`MODE_STEMS`.
+"""
+
+from services.engine.model import get_model, set_threads
+from services.engine.pipeline import (
+    DEFAULT_OPTIONS,
+    MODE_STEMS,
+    SAMPLE_RATE,
+    EngineOptions,
+    separate,
+    separate_chunk,
+    separate_stream,
+)
+from services.engine.weights import WeightsMissing
+
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "MODE_STEMS",
+    "SAMPLE_RATE",
+    "EngineOptions",
+    "WeightsMissing",
+    "get_model",
+    "separate",
+    "separate_chunk",
+    "separate_stream",
+    "set_threads",
+]

@@ -113,7 +113,6 @@ class AIStemSplitterProvider(RemoteProvider):
         return {"Authorization": f"Bearer {self.api_key()}"}
 
     def estimate(self, request: SeparationRequest) -> Estimate:
-        self.api_key()
         self.plan(request)
         return Estimate(
             credits=float(math.ceil(request.duration_s)),

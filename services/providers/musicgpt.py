@@ -129,7 +129,6 @@ class MusicGPTProvider(RemoteProvider):
         return {"Authorization": self.api_key(), "accept": "application/json"}
 
     def estimate(self, request: SeparationRequest) -> Estimate:
-        self.api_key()
         self.plan(request)
         return Estimate(
             credits=None,

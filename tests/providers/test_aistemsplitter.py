@@ -114,10 +114,11 @@ def test_unsupported_requests_are_refused_before_any_call(provider, emu, song) -
 
 def test_missing_key_is_reported_at_use_not_at_construction(emu, client, song, job) -> None:
     provider = adapter(AIStemSplitterProvider, emu, client, api_key=None)
-    with pytest.raises(MissingKey, match="AISTEMSPLITTER_API_KEY"):
-        provider.estimate(request_for(song, "4"))
-    with pytest.raises(MissingKey, match="Settings page"):
+    # pricing is public: the cost is shown before a key is set
+    assert provider.estimate(request_for(song, "4")).credits == 2.0
+    with pytest.raises(MissingKey, match="AISTEMSPLITTER_API_KEY") as err:
         provider.run(request_for(song, "4"), job().context())
+    assert "Settings page" in str(err.value)
     assert emu.calls == []
 
 
