@@ -31,6 +31,10 @@ class Settings:
     fetch_timeout_s: float = 30.0
     local_workers: int = 1
     torch_threads: int = 0  # 0 = let torch decide (all cores)
+    public_base_url: str | None = None  # what URL-only providers are sent for uploaded files
+    file_server_host: str = "127.0.0.1"
+    file_server_port: int = 8765
+    sandbox: bool = False  # wired to local provider emulators (python -m sandbox)
 
     @property
     def database(self) -> Path:
@@ -56,6 +60,10 @@ _ENV: dict[str, tuple[str, Any]] = {
     "STEMDECK_FETCH_TIMEOUT_S": ("fetch_timeout_s", float),
     "STEMDECK_LOCAL_WORKERS": ("local_workers", int),
     "STEMDECK_TORCH_THREADS": ("torch_threads", int),
+    "STEMDECK_PUBLIC_BASE_URL": ("public_base_url", str),
+    "STEMDECK_FILE_SERVER_HOST": ("file_server_host", str),
+    "STEMDECK_FILE_SERVER_PORT": ("file_server_port", int),
+    "STEMDECK_SANDBOX": ("sandbox", lambda v: v.strip().lower() in ("1", "true", "yes")),
 }
 
 

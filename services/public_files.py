@@ -79,25 +79,13 @@ class FileServerConfig:
     public_base_url: str | None = None
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, env: Mapping[str, str] | None = None
-    ) -> FileServerConfig:
-        """Settings fields when the lead has added them, else the environment, else defaults."""
-        env = os.environ if env is None else env
-        base = getattr(settings, "public_base_url", None) or env.get(ENV_BASE_URL) or None
-        host = getattr(settings, "file_server_host", None) or env.get(ENV_HOST) or DEFAULT_HOST
-        port = getattr(settings, "file_server_port", None)
-        if port is None:
-            raw = env.get(ENV_PORT, "").strip()
-            try:
-                port = int(raw) if raw else DEFAULT_PORT
-            except ValueError as exc:
-                raise ValueError(f"{ENV_PORT}={raw!r} is not a port number") from exc
+    def from_settings(cls, settings: Settings) -> FileServerConfig:
+        base = settings.public_base_url
         return cls(
             settings.inputs_dir,
             settings.data_dir / SECRET_FILE,
-            host,
-            int(port),
+            settings.file_server_host,
+            settings.file_server_port,
             _check_base(base) if base else None,
         )
 

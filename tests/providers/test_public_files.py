@@ -9,6 +9,7 @@ import stat
 import httpx
 import pytest
 
+from services.config import load_settings
 from services.errors import InputRejected, ProviderError
 from services.providers.base import Capabilities, ModeSpec
 from services.public_files import (
@@ -167,21 +168,21 @@ def test_a_second_process_of_the_same_install_reuses_the_port(files, stored, set
         stranger.public_url(request_for(stored.path, "x"), "MusicAPI.ai")
 
 
-def test_configuration_from_the_environment(settings, monkeypatch) -> None:
-    monkeypatch.setenv(ENV_BASE_URL, "https://abc.trycloudflare.com/stemdeck/")
-    monkeypatch.setenv(ENV_PORT, "9911")
-    monkeypatch.setenv(ENV_HOST, "0.0.0.0")
-    config = FileServerConfig.from_settings(settings)
+def test_configuration_from_the_environment(settings) -> None:
+    env = {
+        ENV_BASE_URL: "https://abc.trycloudflare.com/stemdeck/",
+        ENV_PORT: "9911",
+        ENV_HOST: "0.0.0.0",
+        "STEMDECK_DATA_DIR": str(settings.data_dir),
+    }
+    config = FileServerConfig.from_settings(load_settings(env))
     assert config.public_base_url == "https://abc.trycloudflare.com/stemdeck"
     assert (config.host, config.port) == ("0.0.0.0", 9911)
     assert for_settings(settings) is for_settings(settings)
-    monkeypatch.setenv(ENV_PORT, "eighty")
     with pytest.raises(ValueError, match=ENV_PORT):
-        FileServerConfig.from_settings(settings)
-    monkeypatch.setenv(ENV_PORT, "9911")
-    monkeypatch.setenv(ENV_BASE_URL, "ftp://nope")
+        load_settings({**env, ENV_PORT: "eighty"})
     with pytest.raises(ValueError, match=ENV_BASE_URL):
-        FileServerConfig.from_settings(settings)
+        FileServerConfig.from_settings(load_settings({**env, ENV_BASE_URL: "ftp://nope"}))
 
 
 def test_the_provider_gets_the_public_base_not_the_bind_address(settings, stored) -> None:
