@@ -14,7 +14,14 @@ from services.config import Settings
 from services.errors import ProviderError
 from services.providers.base import SeparationProvider
 
-PROVIDERS: dict[str, str] = {"local": "services.providers.local:LocalProvider"}
+PROVIDERS: dict[str, str] = {
+    "local": "services.providers.local:LocalProvider",
+    "soundverse": "services.providers.soundverse:SoundverseProvider",
+    "musicgpt": "services.providers.musicgpt:MusicGPTProvider",
+    "kie": "services.providers.kie:KieProvider",
+    "musicapi": "services.providers.musicapi:MusicAPIProvider",
+    "aistemsplitter": "services.providers.aistemsplitter:AIStemSplitterProvider",
+}
 
 
 class UnknownProvider(ProviderError):
