@@ -1,0 +1,1 @@
+"""Reusable view pieces for the pages (they call services; services never import them)."""

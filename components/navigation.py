@@ -1,0 +1,32 @@
+"""Page registry and cross-page links, so page paths are spelled in one place."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+SPLIT = "pages/split.py"
+RESULTS = "pages/results.py"
+HISTORY = "pages/history.py"
+
+JOB_PARAM = "job"  # ?job=<id> on Results: bookmarkable, survives a reload
+
+
+def pages() -> list[st.Page]:
+    """The app's pages in menu order (Compare and Settings slot in here later)."""
+    return [
+        st.Page(SPLIT, title="Split", icon=":material/call_split:", default=True),
+        st.Page(RESULTS, title="Results", icon=":material/library_music:"),
+        st.Page(HISTORY, title="History", icon=":material/history:"),
+    ]
+
+
+def open_results(job_id: str) -> None:
+    """Switch to the Results page showing ``job_id`` (stops the current run)."""
+    st.switch_page(RESULTS, query_params={JOB_PARAM: job_id})
+
+
+def results_link(job_id: str, label: str = "Open results") -> None:
+    """A link (not a button) to a job's results, so it also opens in a new tab."""
+    st.page_link(
+        RESULTS, label=label, icon=":material/library_music:", query_params={JOB_PARAM: job_id}
+    )

@@ -1,0 +1,59 @@
+"""The process-wide Runtime and the one typed per-session state object.
+
+Durable facts (jobs, inputs) live in the job store; session state only remembers what this
+browser tab is looking at, under a single key so it stays typed and easy to reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from services.config import Settings, load_settings
+from services.inputs import InputInfo
+from services.runtime import Runtime
+
+STATE_KEY = "stemdeck"
+PERSIST = "session"  # widget values (engine, mode, format…) survive a visit to another page
+
+
+@dataclass
+class AppState:
+    """What this session is looking at; everything else is read from the runtime."""
+
+    input: InputInfo | None = None  # the validated input shown on Split
+    upload_id: str | None = None  # file_id of the last upload ingested (ingest once per upload)
+    input_error: str | None = None  # why the last input was refused, shown until the next one
+    job_id: str | None = None  # the job started from Split in this session
+    results_job_id: str | None = None  # the job Results shows when the URL names none
+    notice: str | None = None  # why a button callback failed; shown once, then cleared
+
+
+def get_state() -> AppState:
+    """The session's AppState, created on first use."""
+    state = st.session_state.get(STATE_KEY)
+    if not isinstance(state, AppState):
+        state = AppState()
+        st.session_state[STATE_KEY] = state
+    return state
+
+
+def _shutdown(runtime: Runtime) -> None:
+    runtime.shutdown()
+
+
+@st.cache_resource(show_spinner="Starting StemDeck…", on_release=_shutdown)
+def runtime_for(key: str, _settings: Settings) -> Runtime:
+    """One Runtime (store + worker threads) per settings, shared by every session.
+
+    ``key`` is ``repr(settings)`` so a changed configuration starts a fresh runtime;
+    ``.clear()`` shuts the cached runtimes down (tests rely on this).
+    """
+    return Runtime.start(_settings)
+
+
+def get_runtime() -> Runtime:
+    """The shared Runtime for the current environment's settings."""
+    settings = load_settings()
+    return runtime_for(repr(settings), settings)

@@ -1,0 +1,210 @@
+"""Split: pick an input, an engine, a mode and a format; run; watch progress."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import fmt, format_picker, input_preview, job_progress, provider_picker
+from components.guard import friendly_errors
+from components.navigation import open_results, results_link
+from components.shell import run_page
+from components.state import PERSIST, AppState, get_runtime, get_state
+from services.audio import decode
+from services.audio.formats import ExportFormat
+from services.config import MB
+from services.errors import StemDeckError
+from services.inputs import InputInfo, ingest_bytes, ingest_url
+from services.jobs.model import Job, JobSpec, JobStatus
+from services.runtime import Runtime
+
+FORMATS_HINT = decode.SUPPORTED
+
+
+def _accept(state: AppState, info: InputInfo) -> None:
+    state.input, state.input_error = info, None
+
+
+def _reject(state: AppState, err: StemDeckError) -> None:
+    state.input, state.input_error = None, err.user_message
+
+
+def _upload_changed() -> None:
+    """The user added, replaced or removed the file (not fired when the page is re-entered)."""
+    if st.session_state.get("split:upload") is None:
+        state = get_state()
+        state.upload_id = None
+        state.input = state.input_error = None
+
+
+def upload_input(state: AppState, runtime: Runtime) -> None:
+    """File upload; each upload is validated once (reruns reuse the stored result).
+
+    Leaving the page empties the uploader but keeps the input: only a removal by the user
+    (``on_change``) clears it.
+    """
+    settings = runtime.settings
+    uploaded = st.file_uploader(
+        "Audio file",
+        key="split:upload",
+        max_upload_size=max(1, settings.max_upload_bytes // MB),
+        help=f"{FORMATS_HINT}. The content is checked, not the file name.",
+        on_change=_upload_changed,
+    )
+    if uploaded is None or uploaded.file_id == state.upload_id:
+        return
+    state.upload_id = uploaded.file_id
+    with st.spinner("Checking the file…"):
+        try:
+            _accept(state, ingest_bytes(uploaded.getvalue(), uploaded.name, settings))
+        except StemDeckError as err:
+            _reject(state, err)
+
+
+def url_input(state: AppState, runtime: Runtime) -> None:
+    """A direct link to an audio file, fetched by the server with the address guard."""
+    with st.form("split:url-form", border=False):
+        url = st.text_input(
+            "Direct link to an audio file",
+            key="split:url",
+            persist_state=PERSIST,
+            placeholder="https://example.com/song.mp3",
+            help="A page that only embeds a player is not an audio file.",
+        )
+        fetch = st.form_submit_button("Fetch", icon=":material/download:")
+    if fetch:
+        if not url.strip():
+            state.input_error = "Paste a link to an audio file first."
+            return
+        state.upload_id = None
+        with st.spinner("Fetching…"):
+            try:
+                _accept(state, ingest_url(url.strip(), runtime.settings))
+            except StemDeckError as err:
+                _reject(state, err)
+
+
+def stored_result(runtime: Runtime, spec: JobSpec) -> Job | None:
+    """A succeeded job with the same cache key: re-running would return it instantly."""
+    return runtime.store.find_succeeded(spec.cache_key)
+
+
+def submit(state: AppState, runtime: Runtime, spec: JobSpec, *, fresh: bool) -> None:
+    """Queue the job (or reuse the stored result) and show it; a refusal is shown in place."""
+    with friendly_errors("submit"):
+        _submit(state, runtime, spec, fresh=fresh)
+
+
+def _submit(state: AppState, runtime: Runtime, spec: JobSpec, *, fresh: bool) -> None:
+    job = runtime.submit(spec, fresh=fresh)
+    state.job_id = job.id
+    if job.status is JobStatus.SUCCEEDED:
+        state.results_job_id = job.id
+        open_results(job.id)
+    st.rerun()
+
+
+def on_finish(job: Job) -> None:
+    """Called by the progress fragment when the job ends."""
+    if job.status is JobStatus.SUCCEEDED:
+        get_state().results_job_id = job.id
+        open_results(job.id)
+    st.rerun()
+
+
+def outcome(job: Job) -> None:
+    """The end state of this session's last job."""
+    name = fmt.md(job.spec.input_name)
+    if job.status is JobStatus.SUCCEEDED:
+        st.success(f"**{name}** is split.", icon=":material/check_circle:")
+        results_link(job.id)
+    elif job.status is JobStatus.FAILED:
+        st.error(job.error or "The split failed.", icon=":material/error:")
+    else:
+        st.info(f"The split of **{name}** was cancelled.", icon=":material/cancel:")
+
+
+def run_controls(
+    state: AppState, runtime: Runtime, info: InputInfo | None, current: Job | None
+) -> None:
+    """Engine, mode, format, estimate and the Split button(s)."""
+    choice = provider_picker.pick(runtime.providers())
+    export = format_picker.pick("split:fmt")
+    if choice is None:
+        return
+    if info is None:
+        st.button("Split", type="primary", icon=":material/call_split:", disabled=True,
+                  key="split:run", help="Choose an input first.", width="stretch")
+        return
+    problem = provider_picker.limits_problem(choice, info)
+    if problem:
+        st.warning(problem, icon=":material/warning:")
+        return
+    with friendly_errors("estimate"):
+        provider = runtime.providers()[choice.provider]
+        estimate = provider_picker.estimate_text(provider, choice, info)
+        st.caption(f":material/timer: Estimate: {estimate}")
+    spec = _spec(info, choice, export)
+    busy = current is not None and not current.status.terminal
+    stored = stored_result(runtime, spec)
+    if stored is None:
+        if st.button("Split", type="primary", icon=":material/call_split:", key="split:run",
+                     disabled=busy, width="stretch",
+                     help="A split is already running." if busy else None):
+            submit(state, runtime, spec, fresh=False)
+        return
+    st.info("This input was already split with these settings.", icon=":material/bolt:")
+    left, right = st.columns(2)
+    if left.button("Open stored result", type="primary", key="split:open", width="stretch"):
+        state.results_job_id = stored.id
+        open_results(stored.id)
+    if right.button("Run again fresh", key="split:fresh", disabled=busy, width="stretch"):
+        submit(state, runtime, spec, fresh=True)
+
+
+def _spec(info: InputInfo, choice: provider_picker.ProviderChoice, export: ExportFormat) -> JobSpec:
+    return JobSpec(
+        input_hash=info.hash,
+        input_name=info.name,
+        duration_s=info.info.duration_s,
+        provider=choice.provider,
+        mode=choice.mode,
+        stems=choice.stems,
+        preprocessing=choice.preprocessing,
+        export=export.as_options(),
+        source_url=info.source_url,
+    )
+
+
+def main() -> None:
+    state, runtime = get_state(), get_runtime()
+    st.title("Split a song into stems")
+    st.caption("Vocals, drums, bass and more — separated on this machine, no account needed.")
+    left, right = st.columns([3, 2], gap="large")
+    current = runtime.get(state.job_id) if state.job_id else None
+    with left:
+        upload_tab, url_tab = st.tabs(["Upload", "From a link"])
+        with upload_tab:
+            upload_input(state, runtime)
+        with url_tab:
+            url_input(state, runtime)
+        if state.input_error:
+            st.error(state.input_error, icon=":material/error:")
+        if state.input is not None:
+            input_preview.render(state.input, runtime.settings)
+        elif not state.input_error:
+            limits = runtime.settings
+            st.info(
+                f"Upload a song ({FORMATS_HINT}; up to {fmt.size(limits.max_upload_bytes)} and "
+                f"{fmt.clock(limits.max_duration_s)} long) or paste a direct link to one.",
+                icon=":material/music_note:",
+            )
+        # under the input rather than below the long settings column: visible without scrolling
+        if current is not None and not current.status.terminal:
+            job_progress.panel(runtime, current.id, on_finish)
+        elif current is not None:
+            outcome(current)
+    with right:
+        run_controls(state, runtime, state.input, current)
+
+
+run_page(main)
