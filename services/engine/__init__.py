@@ -2,6 +2,10 @@
 
 Public surface: :func:`separate` for in-memory signals, :func:`separate_stream` for bounded-memory
 streaming of long tracks, :func:`get_model` (cached, thread-safe) and :data:`MODE_STEMS`.
+
+Threading: the model loads once under a lock; inference takes no lock and is safe to run from
+several threads at once (frozen eval-mode modules, ``torch.inference_mode``, no shared state) —
+concurrent jobs just share the cores and each holds its own chunk-sized working memory.
 """
 
 from services.engine.model import get_model, set_threads
@@ -9,6 +13,7 @@ from services.engine.pipeline import (
     DEFAULT_OPTIONS,
     MODE_STEMS,
     SAMPLE_RATE,
+    SPLEETER_BASELINE,
     EngineOptions,
     separate,
     separate_chunk,
@@ -20,6 +25,7 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "MODE_STEMS",
     "SAMPLE_RATE",
+    "SPLEETER_BASELINE",
     "EngineOptions",
     "WeightsMissing",
     "get_model",

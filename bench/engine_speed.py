@@ -1,0 +1,122 @@
+"""Speed and memory of the local engine: real-time factor and peak RSS per mode and length.
+
+Each measurement runs in its own subprocess so peak RSS is per run. The input is the benchmark
+mixtures tiled to length (or a synthetic signal when the data folder is absent), written once as
+a 16-bit WAV. The "local" rows run :class:`LocalProvider` exactly as a job does (stream decode,
+chunked separation, float WAV writing); the baseline row is plain Spleeter inference on the whole
+decoded track at once (no chunking, 11 kHz cut, 512-frame padding), in the same run.
+
+    python bench/engine_speed.py [--lengths 180 600] [--modes 2 4 6] [--threads N] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from _common import DEFAULT_DATA, ROOT, track_dirs
+
+SR = 44100
+
+
+def make_input(path: Path, seconds: float, data: Path) -> Path:
+    """Tile the benchmark mixtures (real music) to ``seconds``; synthetic if there are none."""
+    dirs = track_dirs(data) if data.is_dir() else []
+    if dirs:
+        material = np.concatenate([sf.read(d / "mixture.wav", dtype="float32")[0] for d in dirs])
+    else:
+        t = np.arange(30 * SR) / SR
+        rng = np.random.default_rng(0)
+        tone = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)))
+        material = np.stack([tone, tone], 1) + 0.05 * rng.standard_normal((len(t), 2))
+    frames = int(seconds * SR)
+    with sf.SoundFile(path, "w", SR, 2, "PCM_16") as out:
+        for start in range(0, frames, len(material)):
+            out.write(material[: frames - start])
+    return path
+
+
+def child(variant: str, mode: str, path: Path, threads: int) -> dict:
+    """One measurement inside a fresh process; returns timings and peak RSS."""
+    from services import engine
+    from services.audio import decode
+    from services.config import Settings
+    from services.progress import ignore
+    from services.providers.base import RunContext, SeparationRequest
+    from services.providers.local import LocalProvider
+
+    engine.set_threads(threads)
+    engine.get_model()
+    seconds = sf.info(path).duration
+    start = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = start.ru_utime + start.ru_stime
+    t0 = time.perf_counter()
+    if variant == "local":
+        with tempfile.TemporaryDirectory() as work:
+            request = SeparationRequest(path, "bench", seconds, mode)
+            LocalProvider(Settings(torch_threads=threads)).run(
+                request, RunContext(Path(work), ignore)
+            )
+    else:  # plain Spleeter, whole track in memory
+        engine.separate(decode.load(path), mode, ignore, engine.SPLEETER_BASELINE)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu0
+    return {
+        "wall_s": wall,
+        "rtf": seconds / wall,
+        "cpu_rtf": seconds / cpu,
+        "rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
+def measure(variant: str, mode: str, path: Path, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", variant, mode, str(path), "--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=float, nargs="+", default=[180, 600])
+    parser.add_argument("--modes", nargs="+", default=["2", "4", "6"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--child", nargs=3, metavar=("VARIANT", "MODE", "PATH"))
+    args = parser.parse_args()
+    if args.child:
+        variant, mode, path = args.child
+        print(json.dumps(child(variant, mode, Path(path), args.threads)))
+        return
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"cores: {os.cpu_count()}  torch threads: {args.threads or 'default'}  load avg: {load}")
+    print(
+        f"{'variant':<22}{'mode':>5}{'audio':>8}{'wall s':>9}{'× real time':>13}"
+        f"{'audio s/CPU s':>15}{'peak RSS MB':>13}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = {s: make_input(Path(tmp) / f"in_{int(s)}.wav", s, args.data) for s in args.lengths}
+        runs = [("plain Spleeter (whole)", "2", min(args.lengths))]
+        runs += [("local (chunked)", m, s) for s in args.lengths for m in args.modes]
+        for label, mode, seconds in runs:
+            variant = "plain" if label.startswith("plain") else "local"
+            r = measure(variant, mode, inputs[seconds], args.threads)
+            audio = f"{seconds / 60:g} min"
+            print(
+                f"{label:<22}{mode:>5}{audio:>8}{r['wall_s']:>9.1f}{r['rtf']:>13.1f}"
+                f"{r['cpu_rtf']:>15.1f}{r['rss_mb']:>13.0f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
