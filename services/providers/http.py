@@ -114,3 +114,18 @@ def error_for_status(
     if status == 404:
         return ProviderRejected(f"{display} does not know this job or file (HTTP 404){suffix}.")
     return ProviderRejected(f"{display} rejected the request (HTTP {status}){suffix}.")
+
+
+def error_message(response: httpx.Response) -> str:
+    """The reason in an error body: ``Detail``/``detail`` (a string or FastAPI's list of
+    ``{msg}``), then ``message``, then ``error``; empty when the body says nothing usable."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    detail = body.get("Detail") or body.get("detail")
+    if isinstance(detail, list):
+        detail = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return str(detail or body.get("message") or body.get("error") or "")

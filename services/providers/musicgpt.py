@@ -51,7 +51,13 @@ from services.providers.base import (
     RunContext,
     SeparationRequest,
 )
-from services.providers.http import ProviderRejected, error_for_status, json_body, safe_detail
+from services.providers.http import (
+    ProviderRejected,
+    error_for_status,
+    error_message,
+    json_body,
+    safe_detail,
+)
 from services.providers.normalize import canonical_stem
 from services.providers.remote import Plan, RemoteProvider, RemoteStatus, RunState
 from services.providers.retry import parse_retry_after
@@ -253,23 +259,11 @@ class MusicGPTProvider(RemoteProvider):
         status = response.status_code
         if status < 400:  # success: false inside a 2xx
             status = 400
-        detail = safe_detail(_message(response), (self._api_key or "",)) if status < 500 else ""
+        detail = (
+            safe_detail(error_message(response), (self._api_key or "",)) if status < 500 else ""
+        )
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return error_for_status(self.display, status, detail, retry_after)
-
-
-def _message(response: httpx.Response) -> str:
-    """``detail`` (a string or FastAPI's list of ``{msg}``), then ``message``, then ``error``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    detail = body.get("detail")
-    if isinstance(detail, list):
-        detail = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
-    return str(detail or body.get("message") or body.get("error") or "")
 
 
 def _stem_map(conversion: dict[str, Any]) -> dict[str, object]:

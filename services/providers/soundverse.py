@@ -57,7 +57,13 @@ from services.providers.base import (
     SeparatedStem,
     SeparationRequest,
 )
-from services.providers.http import ProviderRejected, error_for_status, json_body, safe_detail
+from services.providers.http import (
+    ProviderRejected,
+    error_for_status,
+    error_message,
+    json_body,
+    safe_detail,
+)
 from services.providers.remote import (
     Plan,
     RemoteProvider,
@@ -244,7 +250,7 @@ class SoundverseProvider(RemoteProvider):
 
     def error_for(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
-        message = safe_detail(_message(response), (self._api_key or "",))
+        message = safe_detail(error_message(response), (self._api_key or "",))
         if status < 400:  # {"success": false, …} inside a 200
             return ProviderRejected(f"Soundverse refused the request: {message or 'no reason'}.")
         if status not in (401, 403) and any(w in message.lower() for w in _CREDIT_WORDS):
@@ -253,17 +259,3 @@ class SoundverseProvider(RemoteProvider):
             )
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return error_for_status(self.display, status, message, retry_after)
-
-
-def _message(response: httpx.Response) -> str:
-    """``Detail``/``detail`` (a string or FastAPI's list of ``{msg}``), then ``message``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    detail = body.get("Detail") or body.get("detail")
-    if isinstance(detail, list):
-        detail = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
-    return str(detail or body.get("message") or body.get("error") or "")
