@@ -7,16 +7,18 @@ import streamlit as st
 SPLIT = "pages/split.py"
 RESULTS = "pages/results.py"
 HISTORY = "pages/history.py"
+SETTINGS = "pages/settings.py"
 
 JOB_PARAM = "job"  # ?job=<id> on Results: bookmarkable, survives a reload
 
 
 def pages() -> list[st.Page]:
-    """The app's pages in menu order (Compare and Settings slot in here later)."""
+    """The app's pages in menu order (Compare slots in here later)."""
     return [
         st.Page(SPLIT, title="Split", icon=":material/call_split:", default=True),
         st.Page(RESULTS, title="Results", icon=":material/library_music:"),
         st.Page(HISTORY, title="History", icon=":material/history:"),
+        st.Page(SETTINGS, title="Settings", icon=":material/key:"),
     ]
 
 
@@ -30,3 +32,8 @@ def results_link(job_id: str, label: str = "Open results") -> None:
     st.page_link(
         RESULTS, label=label, icon=":material/library_music:", query_params={JOB_PARAM: job_id}
     )
+
+
+def settings_link(label: str = "Add a key in Settings") -> None:
+    """Where a provider that "needs a key" gets one."""
+    st.page_link(SETTINGS, label=label, icon=":material/key:")

@@ -5,7 +5,7 @@ No provider is named here: a new adapter in the registry shows up with its own m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import streamlit as st
@@ -13,8 +13,7 @@ import streamlit as st
 from components import fmt
 from components.state import PERSIST
 from services import stems
-from services.inputs import InputInfo
-from services.providers.base import Capabilities, SeparationProvider, SeparationRequest
+from services.providers.base import Capabilities, Estimate, SeparationProvider
 
 KEY = "split"  # widget key namespace on the Split page
 
@@ -28,16 +27,20 @@ class ProviderChoice:
     preprocessing: tuple[str, ...] = ()
 
 
-def _provider_label(caps: Capabilities) -> str:
-    cost = "free" if caps.pricing_unit == "free" else f"per {caps.pricing_unit}"
-    parts = [caps.display_name, cost]
+def _provider_label(caps: Capabilities, key_missing: bool) -> str:
+    parts = [caps.display_name, caps.pricing_unit]
     if caps.needs_key:
-        parts.append("needs an API key")
+        parts.append("needs an API key" if key_missing else "key set")
     return " · ".join(parts)
 
 
-def pick(providers: Mapping[str, SeparationProvider]) -> ProviderChoice | None:
-    """Render the pickers; ``None`` when no provider is available."""
+def pick(
+    providers: Mapping[str, SeparationProvider], key_missing: Collection[str] = ()
+) -> ProviderChoice | None:
+    """Render the pickers; ``None`` when no provider is available.
+
+    ``key_missing`` names the providers that need a key and have none yet (their label says so).
+    """
     if not providers:
         st.warning("No separation provider is available. Check the server configuration.")
         return None
@@ -45,7 +48,7 @@ def pick(providers: Mapping[str, SeparationProvider]) -> ProviderChoice | None:
     name = st.selectbox(
         "Engine",
         names,
-        format_func=lambda n: _provider_label(providers[n].capabilities),
+        format_func=lambda n: _provider_label(providers[n].capabilities, n in key_missing),
         key=f"{KEY}:provider",
         persist_state=PERSIST,
         help="Where the separation runs. The local engine needs no key and no network.",
@@ -89,39 +92,15 @@ def pick(providers: Mapping[str, SeparationProvider]) -> ProviderChoice | None:
     return ProviderChoice(name, caps, mode or caps.modes[0].id, chosen_stems, pre)
 
 
-def estimate_text(provider: SeparationProvider, choice: ProviderChoice, info: InputInfo) -> str:
+def estimate_text(estimate: Estimate, caps: Capabilities) -> str:
     """What the run will cost and how long it should take, before it starts."""
-    est = provider.estimate(
-        SeparationRequest(
-            input_path=info.path,
-            input_hash=info.hash,
-            duration_s=info.info.duration_s,
-            mode=choice.mode,
-            stems=choice.stems,
-            preprocessing=choice.preprocessing,
-            source_url=info.source_url,
-        )
-    )
-    unit = choice.capabilities.pricing_unit
+    unit = caps.pricing_unit
     if unit == "free":
         cost = "free"
     else:
-        cost = "cost unknown" if est.credits is None else f"≈ {est.credits:g} {unit}"
-    time_part = "time unknown" if est.seconds is None else f"≈ {fmt.span(est.seconds)}"
-    return " · ".join(p for p in (time_part, cost, est.note) if p)
-
-
-def limits_problem(choice: ProviderChoice, info: InputInfo) -> str | None:
-    """Why this provider cannot take this input, checked before anything is spent."""
-    caps = choice.capabilities
-    if caps.max_duration_s is not None and info.info.duration_s > caps.max_duration_s:
-        return (
-            f"{caps.display_name} takes at most {fmt.clock(caps.max_duration_s)}; "
-            f"this track is {fmt.clock(info.info.duration_s)}."
-        )
-    if caps.max_bytes is not None and info.info.size_bytes > caps.max_bytes:
-        return f"{caps.display_name} takes files up to {fmt.size(caps.max_bytes)}."
-    return None
+        cost = "cost unknown" if estimate.credits is None else f"≈ {estimate.credits:g} {unit}"
+    time_part = "time unknown" if estimate.seconds is None else f"≈ {fmt.span(estimate.seconds)}"
+    return " · ".join(p for p in (time_part, cost, estimate.note) if p)
 
 
 def labels(

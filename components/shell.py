@@ -19,15 +19,20 @@ import streamlit as st
 from components.guard import friendly_errors
 from components.navigation import pages
 from components.state import get_runtime, get_state
+from services.providers.keys import RedactFilter
 
 _run = threading.local()  # each script run is one thread: "inside the frame" is per run
 
 
 def configure() -> st.Page:
     """Page config and the real navigation (this also ends Streamlit's legacy page mode)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    root = logging.getLogger()
+    if not root.handlers:  # (a test runner brings its own handlers: leave those alone)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        for handler in root.handlers:  # defence in depth: a key never reaches the server log
+            handler.addFilter(RedactFilter())
     st.set_page_config(
         page_title="StemDeck",
         page_icon=":material/graphic_eq:",
@@ -39,11 +44,22 @@ def configure() -> st.Page:
     return page
 
 
+def sandbox_badge() -> None:
+    """Say so on every page when the providers are emulators (``python -m sandbox``)."""
+    st.badge(
+        "Sandbox · emulated providers, no real keys or charges",
+        icon=":material/science:",
+        color="orange",
+    )
+
+
 def _framed(body: Callable[[], None], where: str) -> None:
     _run.active = True
     try:
         with friendly_errors(where):
-            get_runtime()  # start the shared runtime before the page needs it
+            runtime = get_runtime()  # start the shared runtime before the page needs it
+            if runtime.settings.sandbox:
+                sandbox_badge()
             body()
     finally:
         _run.active = False

@@ -6,13 +6,17 @@ browser tab is looking at, under a single key so it stays typed and easy to rese
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import streamlit as st
 
 from services.config import Settings, load_settings
 from services.inputs import InputInfo
+from services.providers.credentials import Credential
 from services.runtime import Runtime
+
+log = logging.getLogger("stemdeck.ui")
 
 STATE_KEY = "stemdeck"
 PERSIST = "session"  # widget values (engine, mode, format…) survive a visit to another page
@@ -28,6 +32,11 @@ class AppState:
     job_id: str | None = None  # the job started from Split in this session
     results_job_id: str | None = None  # the job Results shows when the URL names none
     notice: str | None = None  # why a button callback failed; shown once, then cleared
+    keys: dict[str, Credential] = field(default_factory=dict)
+    """Keys/base URLs typed on Settings for this browser session only (repr is masked)."""
+
+    def session_key(self, provider: str) -> Credential | None:
+        return self.keys.get(provider)
 
 
 def get_state() -> AppState:
@@ -48,12 +57,26 @@ def runtime_for(key: str, _settings: Settings) -> Runtime:
     """One Runtime (store + worker threads) per settings, shared by every session.
 
     ``key`` is ``repr(settings)`` so a changed configuration starts a fresh runtime;
-    ``.clear()`` shuts the cached runtimes down (tests rely on this).
+    ``.clear()`` shuts the cached runtimes down (tests rely on this). Providers load in the
+    background (``warm``), so the first page does not wait for the local engine's import.
     """
-    return Runtime.start(_settings)
+    return Runtime.start(_settings, warm=True)
+
+
+def _secrets() -> dict[str, object]:
+    """``.streamlit/secrets.toml`` as a plain mapping ({} when there is none)."""
+    try:
+        return dict(st.secrets)
+    except FileNotFoundError:  # no secrets file: keys come from elsewhere
+        return {}
+    except Exception:
+        log.warning("secrets.toml could not be read; ignoring it")
+        return {}
 
 
 def get_runtime() -> Runtime:
-    """The shared Runtime for the current environment's settings."""
+    """The shared Runtime for the current environment's settings (and current secrets)."""
     settings = load_settings()
-    return runtime_for(repr(settings), settings)
+    runtime = runtime_for(repr(settings), settings)
+    runtime.set_secrets(_secrets())
+    return runtime

@@ -6,7 +6,7 @@ import streamlit as st
 
 from components import fmt, format_picker, input_preview, job_progress, provider_picker
 from components.guard import friendly_errors
-from components.navigation import open_results, results_link
+from components.navigation import open_results, results_link, settings_link
 from components.shell import run_page
 from components.state import PERSIST, AppState, get_runtime, get_state
 from services.audio import decode
@@ -15,6 +15,7 @@ from services.config import MB
 from services.errors import StemDeckError
 from services.inputs import InputInfo, ingest_bytes, ingest_url
 from services.jobs.model import Job, JobSpec, JobStatus
+from services.providers.preflight import Problem
 from services.runtime import Runtime
 
 FORMATS_HINT = decode.SUPPORTED
@@ -83,11 +84,6 @@ def url_input(state: AppState, runtime: Runtime) -> None:
                 _reject(state, err)
 
 
-def stored_result(runtime: Runtime, spec: JobSpec) -> Job | None:
-    """A succeeded job with the same cache key: re-running would return it instantly."""
-    return runtime.store.find_succeeded(spec.cache_key)
-
-
 def submit(state: AppState, runtime: Runtime, spec: JobSpec, *, fresh: bool) -> None:
     """Queue the job (or reuse the stored result) and show it; a refusal is shown in place."""
     with friendly_errors("submit"):
@@ -95,7 +91,7 @@ def submit(state: AppState, runtime: Runtime, spec: JobSpec, *, fresh: bool) -> 
 
 
 def _submit(state: AppState, runtime: Runtime, spec: JobSpec, *, fresh: bool) -> None:
-    job = runtime.submit(spec, fresh=fresh)
+    job = runtime.submit(spec, fresh=fresh, session=state.session_key(spec.provider))
     state.job_id = job.id
     if job.status is JobStatus.SUCCEEDED:
         state.results_job_id = job.id
@@ -123,33 +119,53 @@ def outcome(job: Job) -> None:
         st.info(f"The split of **{name}** was cancelled.", icon=":material/cancel:")
 
 
+def split_button(*, disabled: bool = False, why: str | None = None) -> bool:
+    return st.button("Split", type="primary", icon=":material/call_split:", key="split:run",
+                     disabled=disabled, help=why, width="stretch")
+
+
+def explain(problem: Problem) -> None:
+    """Why the Split button is off, with the way out (a key on Settings) where there is one."""
+    st.warning(problem.message, icon=":material/key:" if problem.kind == "needs_key"
+               else ":material/warning:")
+    if problem.kind == "needs_key":
+        settings_link()
+
+
 def run_controls(
     state: AppState, runtime: Runtime, info: InputInfo | None, current: Job | None
 ) -> None:
     """Engine, mode, format, estimate and the Split button(s)."""
-    choice = provider_picker.pick(runtime.providers())
+    with st.spinner("Loading the separation engines…"):
+        providers = runtime.providers()  # waits for the background warm-up on a cold start
+    key_problems = {
+        name: problem
+        for name in providers
+        if (problem := runtime.key_problem(name, state.session_key(name)))
+    }
+    choice = provider_picker.pick(providers, key_problems)
+    key_problem = key_problems.get(choice.provider) if choice else None
+    if key_problem:
+        explain(key_problem)  # right under the engine, before the format settings
     export = format_picker.pick("split:fmt")
     if choice is None:
         return
-    if info is None:
-        st.button("Split", type="primary", icon=":material/call_split:", disabled=True,
-                  key="split:run", help="Choose an input first.", width="stretch")
+    if key_problem or info is None:
+        split_button(disabled=True, why=key_problem.message if key_problem
+                     else "Choose an input first.")
         return
-    problem = provider_picker.limits_problem(choice, info)
-    if problem:
-        st.warning(problem, icon=":material/warning:")
+    spec = _spec(info, choice, export)
+    if problem := runtime.preflight(spec, state.session_key(choice.provider)):
+        explain(problem)
+        split_button(disabled=True, why=problem.message)
         return
     with friendly_errors("estimate"):
-        provider = runtime.providers()[choice.provider]
-        estimate = provider_picker.estimate_text(provider, choice, info)
+        estimate = provider_picker.estimate_text(runtime.estimate(spec), choice.capabilities)
         st.caption(f":material/timer: Estimate: {estimate}")
-    spec = _spec(info, choice, export)
     busy = current is not None and not current.status.terminal
-    stored = stored_result(runtime, spec)
+    stored = runtime.stored_result(spec)
     if stored is None:
-        if st.button("Split", type="primary", icon=":material/call_split:", key="split:run",
-                     disabled=busy, width="stretch",
-                     help="A split is already running." if busy else None):
+        if split_button(disabled=busy, why="A split is already running." if busy else None):
             submit(state, runtime, spec, fresh=False)
         return
     st.info("This input was already split with these settings.", icon=":material/bolt:")
@@ -178,7 +194,8 @@ def _spec(info: InputInfo, choice: provider_picker.ProviderChoice, export: Expor
 def main() -> None:
     state, runtime = get_state(), get_runtime()
     st.title("Split a song into stems")
-    st.caption("Vocals, drums, bass and more — separated on this machine, no account needed.")
+    st.caption("Vocals, drums, bass and more — on this machine with no account needed, or with "
+               "a hosted provider and its API key.")
     left, right = st.columns([3, 2], gap="large")
     current = runtime.get(state.job_id) if state.job_id else None
     with left:

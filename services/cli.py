@@ -3,6 +3,12 @@
 stdout carries only results (``<stem>\\t<path>`` per stem, canonical order) so the output can
 be piped; progress goes to stderr when it is a terminal. Errors are one human line on stderr:
 exit 2 for usage mistakes, 1 for input or processing failures, never a traceback.
+
+Every provider in the registry works the same way: ``--provider NAME --api-key KEY --base-url
+URL`` (the key defaults to ``<NAME>_API_KEY`` or the key saved on the Settings page; the base
+URL is the provider's, exactly as documented, e.g. ``https://api.aistemsplitter.org/v1``).
+``--mode``, ``--stems`` and ``--preprocess`` are checked against the provider's capabilities
+after parsing. A key given here is never printed, logged or stored with the job.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from services.config import Settings, load_settings
 from services.errors import InputRejected, StemDeckError
 from services.inputs import InputInfo, ingest_path, ingest_url
 from services.jobs.model import Job, JobSpec, JobStatus
+from services.providers import keys
+from services.providers.base import Capabilities
+from services.providers.credentials import Credential
 from services.providers.registry import DEFAULT, Registry
 from services.runtime import Runtime
 
@@ -29,11 +38,28 @@ PROG = "python -m services.cli"
 POLL_S = 0.2
 
 
+class UsageError(Exception):
+    """A choice the provider's capabilities rule out: exit 2, like argparse's own errors."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse that prints one line (not the whole usage) before exiting 2."""
+    """argparse that prints one line (not the whole usage) before exiting 2.
+
+    Stray arguments are named by their options only: a mistyped ``--apikey KEY`` must not
+    echo the key back to the terminal.
+    """
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        head, sep, rest = message.partition("unrecognized arguments: ")
+        if sep:
+            shown = [a if a.startswith("-") else "…" for a in rest.split()]
+            message = head + sep + " ".join(shown)
+        self.exit(2, f"{self.prog}: error: {keys.redact(message)}\n")
+
+
+def csv(value: str) -> tuple[str, ...]:
+    """``a,b , c`` → ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def build_parser(registry: Registry = DEFAULT) -> argparse.ArgumentParser:
@@ -42,7 +68,27 @@ def build_parser(registry: Registry = DEFAULT) -> argparse.ArgumentParser:
     split = commands.add_parser("split", help="split one file or URL into stems")
     split.add_argument("input", help="an audio file path or an http(s) URL")
     split.add_argument("--provider", default="local", choices=registry.names())
-    split.add_argument("--mode", default="2", help="separation mode, e.g. 2, 4 or 6 (stems)")
+    split.add_argument(
+        "--mode", help="a mode of the provider (local: 2, 4 or 6); default: its first mode"
+    )
+    split.add_argument(
+        "--stems", type=csv, default=(), metavar="A,B,…",
+        help="canonical stem names, where the provider takes a stem list (e.g. drums.kick)",
+    )
+    split.add_argument(
+        "--preprocess", type=csv, default=(), metavar="X,Y",
+        help="clean-up before separation, where the provider offers it (e.g. denoise)",
+    )
+    split.add_argument(
+        "--api-key", metavar="KEY",
+        help="the provider's API key (default: <PROVIDER>_API_KEY or the key saved in the "
+        "app). Other local users can see command lines: prefer the variable.",
+    )
+    split.add_argument(
+        "--base-url", metavar="URL",
+        help="the provider's API base URL as documented (default: <PROVIDER>_BASE_URL or the "
+        "provider's own)",
+    )
     split.add_argument("--format", default="wav", choices=("wav", "flac", "mp3"))
     split.add_argument("--bit-depth", type=int, default=16, choices=(16, 24))
     split.add_argument(
@@ -84,9 +130,39 @@ def job_spec(args: argparse.Namespace, stored: InputInfo) -> JobSpec:
         duration_s=stored.info.duration_s,
         provider=args.provider,
         mode=args.mode,
+        stems=args.stems,
+        preprocessing=args.preprocess,
         export=export_format(args).as_options(),
         source_url=stored.source_url,
     )
+
+
+def check_choices(args: argparse.Namespace, caps: Capabilities) -> None:
+    """Mode, stems and pre-processing against the provider's capabilities (fills the mode)."""
+    modes = [m.id for m in caps.modes]
+    args.mode = args.mode or modes[0]
+    if args.mode not in modes:
+        raise UsageError(f"--mode must be one of {', '.join(modes)} for {args.provider}")
+    known = {"instrumental", *caps.selectable_stems, *(s for m in caps.modes for s in m.stems)}
+    unknown = [s for s in args.stems if s not in known]
+    if unknown:
+        raise UsageError(
+            f"--stems: {args.provider} cannot return {', '.join(unknown)} "
+            f"(choose from {', '.join(sorted(known))})"
+        )
+    extra = [p for p in args.preprocess if p not in caps.preprocessing]
+    if extra:
+        offered = ", ".join(caps.preprocessing) or "none"
+        raise UsageError(f"--preprocess: {args.provider} offers {offered}")
+
+
+def credential(args: argparse.Namespace) -> Credential | None:
+    """The command line's key/base URL (an invalid URL is a usage error)."""
+    try:
+        given = Credential(args.api_key, args.base_url)
+    except InputRejected as exc:
+        raise UsageError(f"--base-url: {exc.user_message}") from None
+    return given or None
 
 
 def watch(runtime: Runtime, job_id: str, err: TextIO, show: bool) -> Job:
@@ -117,18 +193,15 @@ def copy_stems(runtime: Runtime, job: Job, out: Path) -> list[tuple[str, Path]]:
 def split(
     args: argparse.Namespace, settings: Settings, registry: Registry, out: TextIO, err: TextIO
 ) -> int:
+    session = credential(args)
     check_local_input(args.input)
     runtime = Runtime.start(settings, registry)
     try:
-        provider = runtime.provider(args.provider)
-        modes = [m.id for m in provider.capabilities.modes]
-        if args.mode not in modes:
-            err.write(
-                f"{PROG}: error: --mode must be one of {', '.join(modes)} for {args.provider}\n"
-            )
-            return 2
+        check_choices(args, runtime.provider(args.provider).capabilities)
+        if problem := runtime.key_problem(args.provider, session):
+            raise problem.error()
         stored = ingest(args.input, settings)
-        job = runtime.submit(job_spec(args, stored), fresh=args.fresh)
+        job = runtime.submit(job_spec(args, stored), fresh=args.fresh, session=session)
         try:
             job = watch(runtime, job.id, err, show=not args.quiet and err.isatty())
         except KeyboardInterrupt:
@@ -162,13 +235,16 @@ def main(
     try:
         settings = load_settings()
         return split(args, settings, registry, out, err)
+    except UsageError as exc:
+        err.write(f"{PROG}: error: {exc}\n")
+        return 2
     except StemDeckError as exc:
         err.write(f"{exc.user_message}\n")
     except KeyboardInterrupt:
         err.write("Interrupted.\n")
         return 130
     except (OSError, ValueError) as exc:
-        err.write(f"{PROG}: {exc}\n")
+        err.write(f"{PROG}: {keys.redact(str(exc))}\n")
     except Exception:
         log.exception("internal error")
         where = log_path(settings) if settings else "the log"
@@ -184,9 +260,10 @@ def _log_to_file() -> None:
     except (OSError, ValueError):
         logging.getLogger().addHandler(logging.NullHandler())  # never Python's stderr fallback
         return  # main() reports the bad setting
-    logging.basicConfig(
-        filename=path, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(keys.RedactFilter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
 
 
 if __name__ == "__main__":

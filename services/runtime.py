@@ -1,7 +1,9 @@
 """The one object pages and the CLI talk to: submit, watch, cancel, delete and download jobs.
 
 One :class:`Runtime` per process (the UI keeps it in ``st.cache_resource``). It owns the store,
-the workspaces and the worker; everything it returns is a plain :class:`Job` snapshot.
+the workspaces, the worker and the provider credentials; everything it returns is a plain
+:class:`Job` snapshot. A key typed in a session reaches its job through the credential vault
+(see :mod:`services.providers.credentials`): the job record only carries an opaque reference.
 """
 
 from __future__ import annotations
@@ -15,13 +17,24 @@ from pathlib import Path
 from services.audio.encode import zip_files
 from services.audio.formats import ExportFormat
 from services.config import Settings
-from services.errors import InputRejected, JobCancelled, ProviderError, StemDeckError
+from services.errors import InputRejected, JobCancelled, StemDeckError
+from services.inputs import find_input
 from services.jobs.model import Job, JobSpec, JobStatus
 from services.jobs.runner import build_request
 from services.jobs.store import JobStore
 from services.jobs.worker import Worker
 from services.jobs.workspace import Workspaces, new_job_id
-from services.providers.base import SeparationProvider
+from services.providers import preflight
+from services.providers.base import (
+    Capabilities,
+    Estimate,
+    RunContext,
+    SeparatedStem,
+    SeparationProvider,
+    SeparationRequest,
+)
+from services.providers.credentials import CREDENTIAL_FACT, Credential, Credentials, Resolved
+from services.providers.preflight import Problem
 from services.providers.registry import DEFAULT, Registry
 
 log = logging.getLogger(__name__)
@@ -37,17 +50,26 @@ class Runtime:
         self.settings = settings
         self.registry = registry
         self.store = store
+        self.credentials = Credentials(settings)
         self.workspaces = Workspaces(settings.jobs_dir)
         self.worker = Worker(
-            store, self.workspaces, settings, self.provider, settings.local_workers
+            store, self.workspaces, settings, self._job_provider, settings.local_workers
         )
         self._submit_lock = threading.Lock()
         self._zip_lock = threading.Lock()
 
     @classmethod
-    def start(cls, settings: Settings, registry: Registry | None = None) -> Runtime:
-        """Open the store, sweep what a dead process left behind, start the worker threads."""
+    def start(
+        cls, settings: Settings, registry: Registry | None = None, *, warm: bool = False
+    ) -> Runtime:
+        """Open the store, sweep what a dead process left behind, start the worker threads.
+
+        ``warm`` builds every provider in a background thread (the app): the local engine's
+        import of torch takes seconds, which the first page would otherwise wait for.
+        """
         runtime = cls(settings, registry or DEFAULT, JobStore(settings.database))
+        if warm:
+            threading.Thread(target=runtime._warm, name="stemdeck-warm", daemon=True).start()
         runtime.worker.start()  # sweeps first, so jobs it fails are tidied by the janitor below
         report = runtime.workspaces.janitor(runtime.store.statuses)
         if report.orphans or report.failed:
@@ -58,39 +80,124 @@ class Runtime:
             )
         return runtime
 
-    def provider(self, name: str) -> SeparationProvider:
-        return self.registry.get(name, self.settings)
+    def _warm(self) -> None:
+        for name in self.registry.names():
+            try:
+                self.provider(name)
+            except Exception:  # the page that needs it reports the failure properly
+                log.exception("could not load provider %s", name)
+
+    # --- providers and credentials ---------------------------------------------------------
+
+    def provider(self, name: str, session: Credential | None = None) -> SeparationProvider:
+        """The provider instance built with the credential ``name`` resolves to right now.
+
+        Capabilities and estimates are the same for every key; runs and connection checks
+        use the instance of the resolved key and base URL.
+        """
+        credential = self.credentials.resolve(name, session).credential
+        return self._instance(name, credential)
+
+    def _instance(self, name: str, credential: Credential) -> SeparationProvider:
+        return self.registry.get(
+            name, self.settings, api_key=credential.api_key, base_url=credential.base_url
+        )
 
     def providers(self) -> dict[str, SeparationProvider]:
         return {name: self.provider(name) for name in self.registry.names()}
 
-    def submit(self, spec: JobSpec, fresh: bool = False) -> Job:
-        """Queue ``spec``; an identical stored result (unless ``fresh``) or run is returned."""
+    def key_status(self, name: str, session: Credential | None = None) -> Resolved:
+        """Which key and base URL ``name`` would use, and where each comes from."""
+        return self.credentials.resolve(name, session)
+
+    def key_problem(self, name: str, session: Credential | None = None) -> Problem | None:
+        """A "needs a key" problem when the provider needs one and none is available."""
+        return preflight.key_problem(self.provider(name), self.key_status(name, session).has_key)
+
+    def set_secrets(self, values: dict[str, object]) -> None:
+        """The app's ``st.secrets`` values (``<NAME>_API_KEY``, ``<NAME>_BASE_URL``)."""
+        self.credentials.set_secrets(values)
+
+    def save_credential(self, name: str, credential: Credential) -> None:
+        """Save a typed key/base URL to the owner-only keys file (on the user's request)."""
+        self.credentials.save(name, credential)
+
+    def forget_credential(self, name: str, session: Credential | None = None) -> None:
+        """Forget the saved and this session's key; drop adapters built with them."""
+        for held in (session, self.credentials.saved.load().get(name)):
+            if held is not None and held.api_key:
+                self.registry.forget(name, held.api_key)
+        self.credentials.forget(name, session)
+
+    def check_connection(self, name: str, session: Credential | None = None) -> str:
+        """The provider's own connection check with the resolved key (balance where offered)."""
+        resolved = self.key_status(name, session)
+        provider = self._instance(name, resolved.credential)
+        if problem := preflight.key_problem(provider, resolved.has_key):
+            raise problem.error()
+        check = getattr(provider, "check_connection", None)
+        if check is None:
+            return f"{provider.capabilities.display_name} needs no connection."
+        return str(check())
+
+    def _job_provider(self, name: str) -> SeparationProvider:
+        """What the worker runs: the credential is picked from the job's facts at run time."""
+        return _CredentialedRun(self, name)
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def request(self, spec: JobSpec) -> SeparationRequest:
+        """The provider request for ``spec`` (its input must still be stored)."""
+        return build_request(Job(id="", spec=spec), self.settings)
+
+    def estimate(self, spec: JobSpec) -> Estimate:
+        """What ``spec`` will cost and take, before it runs (raises for invalid options)."""
+        return self.provider(spec.provider).estimate(self.request(spec))
+
+    def preflight(self, spec: JobSpec, session: Credential | None = None) -> Problem | None:
+        """Why ``spec`` cannot run as asked (mode, key, limits, public URL, options), or None."""
         provider = self.provider(spec.provider)
-        try:
-            provider.capabilities.mode(spec.mode)
-        except KeyError:
-            modes = ", ".join(m.id for m in provider.capabilities.modes)
-            raise ProviderError(
-                f"{provider.capabilities.display_name} has no mode {spec.mode!r} "
-                f"(available: {modes})."
-            ) from None
+        if problem := preflight.mode_problem(provider, spec.mode):
+            return problem  # before the input: the CLI reports a bad mode without ingesting
+        stored = find_input(spec.input_hash, self.settings)
+        if stored is None:
+            return Problem(
+                "options", f"The input file ({spec.input_name}) is no longer stored; add it again."
+            )
+        has_key = self.key_status(spec.provider, session).has_key
+        return preflight.check(
+            provider, self.request(spec), stored.info.size_bytes, has_key, self.settings
+        )
+
+    def submit(
+        self, spec: JobSpec, fresh: bool = False, session: Credential | None = None
+    ) -> Job:
+        """Queue ``spec``; an identical stored result (unless ``fresh``) or run is returned.
+
+        ``session`` is a key/base URL typed in this session (or given to the CLI): the job
+        gets an opaque reference to it, never the key.
+        """
         ExportFormat.from_options(spec.export)  # refuse a bad format before any work
+        if problem := self.preflight(spec, session):
+            raise problem.error()
+        provider = self.provider(spec.provider)
         with self._submit_lock:
-            done = None if fresh else self.cached(spec)
+            done = None if fresh else self.stored_result(spec)
             if done is not None:
                 return done
             active = self.store.find_active(spec.cache_key)
             if active is not None:
                 return active
             job = Job(id=new_job_id(), spec=spec, created_at=time.time())
-            estimate = provider.estimate(build_request(job, self.settings))
-            job.estimated_cost = estimate.credits
+            if provider.capabilities.needs_key:
+                ref = self.credentials.hand_over(spec.provider, session)
+                job.facts = {CREDENTIAL_FACT: ref} if ref else {}
+            job.estimated_cost = provider.estimate(build_request(job, self.settings)).credits
             self.store.insert(job)
         self.worker.wake()
         return job
 
-    def cached(self, spec: JobSpec) -> Job | None:
+    def stored_result(self, spec: JobSpec) -> Job | None:
         """The stored result for ``spec`` (same cache key) whose files are all still there."""
         done = self.store.find_succeeded(spec.cache_key)
         return done if done is not None and self._files_present(done) else None
@@ -178,6 +285,31 @@ class Runtime:
         """Stop the worker (running jobs go back to the queue) and close the store."""
         self.worker.stop()
         self.store.close()
+
+
+class _CredentialedRun:
+    """A provider as the worker sees it: the instance for the job's credential is chosen when
+    the job runs, from the opaque reference in its facts (never a key in the record)."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self._runtime = runtime
+        self.name = name
+        self._default = runtime.provider(name)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._default.capabilities
+
+    def estimate(self, request: SeparationRequest) -> Estimate:
+        return self._default.estimate(request)
+
+    def run(self, request: SeparationRequest, ctx: RunContext) -> list[SeparatedStem]:
+        if not self.capabilities.needs_key:
+            return self._default.run(request, ctx)
+        credential = self._runtime.credentials.for_job(
+            self.name, self.capabilities.display_name, ctx.facts.get(CREDENTIAL_FACT)
+        )
+        return self._runtime._instance(self.name, credential).run(request, ctx)
 
 
 def zip_name(job: Job) -> str:

@@ -117,9 +117,9 @@ def test_same_spec_returns_the_stored_result_unless_fresh(rt: Runtime, song: Inp
 
 def test_cached_result_with_missing_files_is_recomputed(rt: Runtime, song: InputInfo) -> None:
     first = rt.wait(rt.submit(spec_for(song)).id, WAIT_S)
-    assert rt.cached(spec_for(song)) == first
+    assert rt.stored_result(spec_for(song)) == first
     rt.artifact_path(first, first.artifacts[0].file).unlink()
-    assert rt.cached(spec_for(song)) is None
+    assert rt.stored_result(spec_for(song)) is None
     assert rt.submit(spec_for(song)).id != first.id
 
 

@@ -8,6 +8,7 @@ mapping (``st.secrets`` passed in by a page), or the environment, always under t
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -72,9 +73,31 @@ def redact(text: str, *secrets: str) -> str:
 
 
 def mask(key: str | None) -> str:
-    """A display form that proves which key is set without revealing it: ``ast_…9f3c``."""
+    """A display form that tells keys apart without revealing them: ``••••9f3c``.
+
+    At most the last four characters are shown, and none of a key too short to spare them.
+    """
     if not key:
         return ""
     if len(key) < 12:
         return "•" * 6
-    return f"{key[:4]}…{key[-4:]}"
+    return f"••••{key[-4:]}"
+
+
+class RedactFilter(logging.Filter):
+    """A handler filter that scrubs known keys from every record before it is written.
+
+    Messages are rendered (arguments merged) and redacted once; tracebacks are rendered and
+    redacted too, so an exception text quoting a header cannot leak a key into a log file.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True

@@ -75,7 +75,7 @@ def test_redact_scrubs_known_given_and_bearer_values() -> None:
 
 
 def test_mask() -> None:
-    assert keys.mask("ast_live_1234567890abcd") == "ast_…abcd"
+    assert keys.mask("ast_live_1234567890abcd") == "••••abcd"
     assert keys.mask("short") == "••••••"
     assert keys.mask(None) == ""
 
