@@ -3,8 +3,10 @@
 Each measurement runs in its own subprocess so peak RSS is per run. The input is the benchmark
 mixtures tiled to length (or a synthetic signal when the data folder is absent), written once as
 a 16-bit WAV. The "local" rows run :class:`LocalProvider` exactly as a job does (stream decode,
-chunked separation, float WAV writing); the baseline row is plain Spleeter inference on the whole
-decoded track at once (no chunking, 11 kHz cut, 512-frame padding), in the same run.
+chunked separation, float WAV writing); the baseline rows are plain Spleeter inference on the whole
+decoded track at once (no chunking, 11 kHz cut, 512-frame padding) and the local engine before
+its Wiener refinement, both in the same run. "audio s/CPU s" divides by the process's CPU time;
+on a shared machine it is steadier than wall time (record the load average printed on top).
 
     python bench/engine_speed.py [--lengths 180 600] [--modes 2 4 6] [--threads N] [--data DIR]
 """
@@ -26,6 +28,11 @@ import soundfile as sf
 from _common import DEFAULT_DATA, ROOT, track_dirs
 
 SR = 44100
+LABELS = {
+    "plain": "plain Spleeter (whole)",
+    "local-no-wiener": "local, no Wiener (v1)",
+    "local": "local (chunked)",
+}
 
 
 def make_input(path: Path, seconds: float, data: Path) -> Path:
@@ -45,6 +52,15 @@ def make_input(path: Path, seconds: float, data: Path) -> Path:
     return path
 
 
+def _variants():
+    from services import engine
+
+    return {
+        "local": None,
+        "local-no-wiener": engine.EngineOptions(mask_exponent=2.0, wiener_iterations=0),
+    }
+
+
 def child(variant: str, mode: str, path: Path, threads: int) -> dict:
     """One measurement inside a fresh process; returns timings and peak RSS."""
     from services import engine
@@ -60,14 +76,14 @@ def child(variant: str, mode: str, path: Path, threads: int) -> dict:
     start = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = start.ru_utime + start.ru_stime
     t0 = time.perf_counter()
-    if variant == "local":
+    if variant == "plain":  # whole track in memory
+        engine.separate(decode.load(path), mode, ignore, engine.SPLEETER_BASELINE)
+    else:
+        options = _variants()[variant]
         with tempfile.TemporaryDirectory() as work:
             request = SeparationRequest(path, "bench", seconds, mode)
-            LocalProvider(Settings(torch_threads=threads)).run(
-                request, RunContext(Path(work), ignore)
-            )
-    else:  # plain Spleeter, whole track in memory
-        engine.separate(decode.load(path), mode, ignore, engine.SPLEETER_BASELINE)
+            provider = LocalProvider(Settings(torch_threads=threads), options)
+            provider.run(request, RunContext(Path(work), ignore))
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - cpu0
@@ -105,10 +121,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         inputs = {s: make_input(Path(tmp) / f"in_{int(s)}.wav", s, args.data) for s in args.lengths}
-        runs = [("plain Spleeter (whole)", "2", min(args.lengths))]
-        runs += [("local (chunked)", m, s) for s in args.lengths for m in args.modes]
-        for label, mode, seconds in runs:
-            variant = "plain" if label.startswith("plain") else "local"
+        shortest = min(args.lengths)
+        runs = [("plain", "2", shortest), ("local-no-wiener", "2", shortest)]
+        runs += [("local", m, s) for s in args.lengths for m in args.modes]
+        for variant, mode, seconds in runs:
+            label = LABELS[variant]
             r = measure(variant, mode, inputs[seconds], args.threads)
             audio = f"{seconds / 60:g} min"
             print(

@@ -123,16 +123,19 @@ def separate_chunk(
 ) -> dict[str, np.ndarray]:
     """One chunk, no overlap handling: network masks → source spectrograms → iSTFT per stem."""
     _check(chunk)
+    if not len(chunk):
+        return {stem: np.zeros((0, 2), np.float32) for stem in MODE_STEMS[mode]}
     with torch.inference_mode():
         wave = torch.from_numpy(np.ascontiguousarray(chunk.T, dtype=np.float32))
         spec = stft(wave)
         mag = spec.abs()
         est = estimate_sources(get_model(), mag[:, :NET_BINS].contiguous(), options.min_segment)
-        masks = full_band(
-            ratio_masks(est, options.mask_exponent), options.high_band
-        )  # (2 sources, 2, F, T)
-        vocals, accompaniment = refine(spec, masks * spec, options.wiener_iterations)
-        del mag, est, masks
+        del mag
+        # (2 sources, 2 channels, F, T) masks, then the sources' complex spectrograms.
+        masks = full_band(ratio_masks(est, options.mask_exponent), options.high_band)
+        del est
+        vocals, accompaniment = refine(spec, masks, options.wiener_iterations)
+        del masks
         # Accompaniment fractions per stem (each (F, T), summing to one); applied lazily so
         # only one stem's spectrogram exists at a time.
         fractions = (
