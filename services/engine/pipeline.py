@@ -21,6 +21,7 @@ import torch
 
 from services.engine.decompose import accompaniment_masks
 from services.engine.model import get_model
+from services.engine.modes import MODE_STEMS
 from services.engine.spectral import (
     HOP,
     MIN_SEGMENT,
@@ -36,11 +37,6 @@ from services.engine.wiener import refine
 from services.progress import ProgressCallback, ProgressEvent, ignore
 
 SAMPLE_RATE = 44100
-MODE_STEMS: dict[str, tuple[str, ...]] = {
-    "2": ("vocals", "instrumental"),
-    "4": ("vocals", "drums", "bass", "other"),
-    "6": ("vocals", "drums", "bass", "piano", "guitar", "other"),
-}
 
 
 @dataclass(frozen=True, slots=True)

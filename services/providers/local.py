@@ -14,6 +14,7 @@ import soundfile as sf
 from services import engine
 from services.audio import decode
 from services.config import Settings
+from services.engine.modes import MODE_STEMS
 from services.progress import ProgressEvent, scaled
 from services.providers.base import (
     Capabilities,
@@ -37,7 +38,7 @@ MODES = (
     ModeSpec(
         "2",
         "2 stems · vocals / instrumental",
-        engine.MODE_STEMS["2"],
+        MODE_STEMS["2"],
         "Neural: Spleeter 2-stem U-Net with full-band masks and one multichannel Wiener pass; "
         "the two stems sum to the mix. Measured on the benchmark excerpts: vocals ≈ 9.7 dB "
         "SDR, instrumental ≈ 12.5 dB (plain Spleeter: 9.4 / 12.1). About 11× real time.",
@@ -45,7 +46,7 @@ MODES = (
     ModeSpec(
         "4",
         "4 stems · vocals / drums / bass / other",
-        engine.MODE_STEMS["4"],
+        MODE_STEMS["4"],
         f"{_NEURAL} Drums, bass and other: signal processing on the instrumental "
         "(harmonic/percussive split, low band for bass) — rough, with bleed between them: "
         "≈ 4.4 / 3.3 / 3.4 dB SDR. About 7× real time.",
@@ -53,7 +54,7 @@ MODES = (
     ModeSpec(
         "6",
         "6 stems · + piano / guitar",
-        engine.MODE_STEMS["6"],
+        MODE_STEMS["6"],
         f"{_NEURAL} Drums/bass/other as in 4 stems. Piano and guitar: spectral heuristics "
         "only — very rough, unmeasured (no references); they also pick up other instruments, "
         "even on tracks without piano or guitar. About 6.5× real time.",
@@ -68,7 +69,7 @@ class LocalProvider:
 
     def __init__(self, settings: Settings, options: engine.EngineOptions | None = None) -> None:
         self.settings = settings
-        self.options = options or engine.DEFAULT_OPTIONS  # tests and bench pass small chunks
+        self.options = options  # None: the engine's defaults; tests and bench pass small chunks
         self.capabilities = Capabilities(
             display_name="Local (built-in)",
             modes=MODES,
@@ -94,7 +95,7 @@ class LocalProvider:
         engine.get_model()
         raw = ctx.workspace / "raw"
         raw.mkdir(parents=True, exist_ok=True)
-        stems = engine.MODE_STEMS[request.mode]
+        stems = MODE_STEMS[request.mode]
         paths = {stem: raw / f"{stem}.wav" for stem in stems}
         total = max(1, round(request.duration_s * decode.SAMPLE_RATE))
         with contextlib.ExitStack() as stack:
@@ -103,7 +104,9 @@ class LocalProvider:
             )
             writers = {stem: stack.enter_context(_wav_writer(path)) for stem, path in paths.items()}
             progress = scaled(ctx.progress, MODEL_SHARE, 1.0)
-            for out in engine.separate_stream(blocks, request.mode, total, progress, self.options):
+            for out in engine.separate_stream(
+                blocks, request.mode, total, progress, self.options or engine.DEFAULT_OPTIONS
+            ):
                 for stem, data in out.items():
                     writers[stem].write(data)
         return [SeparatedStem(s, PROVIDER_STEM.get(s, s), paths[s]) for s in stems]
