@@ -10,7 +10,6 @@ from components.navigation import open_results, results_link, settings_link
 from components.shell import run_page
 from components.state import PERSIST, AppState, get_runtime, get_state
 from services.audio import decode
-from services.audio.formats import ExportFormat
 from services.config import MB
 from services.errors import StemDeckError
 from services.inputs import InputInfo, ingest_bytes, ingest_url
@@ -120,14 +119,23 @@ def outcome(job: Job) -> None:
 
 
 def split_button(*, disabled: bool = False, why: str | None = None) -> bool:
-    return st.button("Split", type="primary", icon=":material/call_split:", key="split:run",
-                     disabled=disabled, help=why, width="stretch")
+    return st.button(
+        "Split",
+        type="primary",
+        icon=":material/call_split:",
+        key="split:run",
+        disabled=disabled,
+        help=why,
+        width="stretch",
+    )
 
 
 def explain(problem: Problem) -> None:
     """Why the Split button is off, with the way out (a key on Settings) where there is one."""
-    st.warning(problem.message, icon=":material/key:" if problem.kind == "needs_key"
-               else ":material/warning:")
+    st.warning(
+        problem.message,
+        icon=":material/key:" if problem.kind == "needs_key" else ":material/warning:",
+    )
     if problem.kind == "needs_key":
         settings_link()
 
@@ -151,10 +159,13 @@ def run_controls(
     if choice is None:
         return
     if key_problem or info is None:
-        split_button(disabled=True, why=key_problem.message if key_problem
-                     else "Choose an input first.")
+        split_button(
+            disabled=True, why=key_problem.message if key_problem else "Choose an input first."
+        )
         return
-    spec = _spec(info, choice, export)
+    spec = JobSpec.for_input(
+        info, choice.provider, choice.mode, export, choice.stems, choice.preprocessing
+    )
     if problem := runtime.preflight(spec, state.session_key(choice.provider)):
         explain(problem)
         split_button(disabled=True, why=problem.message)
@@ -177,25 +188,13 @@ def run_controls(
         submit(state, runtime, spec, fresh=True)
 
 
-def _spec(info: InputInfo, choice: provider_picker.ProviderChoice, export: ExportFormat) -> JobSpec:
-    return JobSpec(
-        input_hash=info.hash,
-        input_name=info.name,
-        duration_s=info.info.duration_s,
-        provider=choice.provider,
-        mode=choice.mode,
-        stems=choice.stems,
-        preprocessing=choice.preprocessing,
-        export=export.as_options(),
-        source_url=info.source_url,
-    )
-
-
 def main() -> None:
     state, runtime = get_state(), get_runtime()
     st.title("Split a song into stems")
-    st.caption("Vocals, drums, bass and more — on this machine with no account needed, or with "
-               "a hosted provider and its API key.")
+    st.caption(
+        "Vocals, drums, bass and more — on this machine with no account needed, or with "
+        "a hosted provider and its API key."
+    )
     left, right = st.columns([3, 2], gap="large")
     current = runtime.get(state.job_id) if state.job_id else None
     with left:

@@ -72,20 +72,28 @@ def build_parser(registry: Registry = DEFAULT) -> argparse.ArgumentParser:
         "--mode", help="a mode of the provider (local: 2, 4 or 6); default: its first mode"
     )
     split.add_argument(
-        "--stems", type=csv, default=(), metavar="A,B,…",
+        "--stems",
+        type=csv,
+        default=(),
+        metavar="A,B,…",
         help="canonical stem names, where the provider takes a stem list (e.g. drums.kick)",
     )
     split.add_argument(
-        "--preprocess", type=csv, default=(), metavar="X,Y",
+        "--preprocess",
+        type=csv,
+        default=(),
+        metavar="X,Y",
         help="clean-up before separation, where the provider offers it (e.g. denoise)",
     )
     split.add_argument(
-        "--api-key", metavar="KEY",
+        "--api-key",
+        metavar="KEY",
         help="the provider's API key (default: <PROVIDER>_API_KEY or the key saved in the "
         "app). Other local users can see command lines: prefer the variable.",
     )
     split.add_argument(
-        "--base-url", metavar="URL",
+        "--base-url",
+        metavar="URL",
         help="the provider's API base URL as documented (default: <PROVIDER>_BASE_URL or the "
         "provider's own)",
     )
@@ -124,16 +132,8 @@ def ingest(source: str, settings: Settings) -> InputInfo:
 
 def job_spec(args: argparse.Namespace, stored: InputInfo) -> JobSpec:
     """Everything the user chose on the command line, as the job's cache key sees it."""
-    return JobSpec(
-        input_hash=stored.hash,
-        input_name=stored.name,
-        duration_s=stored.info.duration_s,
-        provider=args.provider,
-        mode=args.mode,
-        stems=args.stems,
-        preprocessing=args.preprocess,
-        export=export_format(args).as_options(),
-        source_url=stored.source_url,
+    return JobSpec.for_input(
+        stored, args.provider, args.mode, export_format(args), args.stems, args.preprocess
     )
 
 

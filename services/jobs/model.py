@@ -6,7 +6,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.audio.formats import ExportFormat
+    from services.inputs import InputInfo
 
 
 class JobStatus(StrEnum):
@@ -34,6 +38,29 @@ class JobSpec:
     preprocessing: tuple[str, ...] = ()
     export: dict[str, Any] = field(default_factory=dict)  # ExportFormat.as_options()
     source_url: str | None = None
+
+    @classmethod
+    def for_input(
+        cls,
+        stored: InputInfo,
+        provider: str,
+        mode: str,
+        export: ExportFormat,
+        stems: tuple[str, ...] = (),
+        preprocessing: tuple[str, ...] = (),
+    ) -> JobSpec:
+        """The spec for a stored input; the one place the Split page and the CLI build it."""
+        return cls(
+            input_hash=stored.hash,
+            input_name=stored.name,
+            duration_s=stored.info.duration_s,
+            provider=provider,
+            mode=mode,
+            stems=stems,
+            preprocessing=preprocessing,
+            export=export.as_options(),
+            source_url=stored.source_url,
+        )
 
     @property
     def cache_key(self) -> str:
