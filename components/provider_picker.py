@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from components import fmt
+from components import cost_table, fmt
 from components.state import PERSIST
 from services import stems
 from services.providers.base import Capabilities, Estimate, SeparationProvider
@@ -93,12 +93,8 @@ def pick(
 
 
 def estimate_text(estimate: Estimate, caps: Capabilities) -> str:
-    """What the run will cost and how long it should take, before it starts."""
-    unit = caps.pricing_unit
-    if unit == "free":
-        cost = "free"
-    else:
-        cost = "cost unknown" if estimate.credits is None else f"≈ {estimate.credits:g} {unit}"
+    """What the run will cost (credits, money where known) and how long it should take."""
+    cost = cost_table.cost_text(estimate, caps.pricing_unit == "free", caps.pricing_unit)
     time_part = "time unknown" if estimate.seconds is None else f"≈ {fmt.span(estimate.seconds)}"
     return " · ".join(p for p in (time_part, cost, estimate.note) if p)
 

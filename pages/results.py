@@ -7,7 +7,7 @@ import importlib.util
 
 import streamlit as st
 
-from components import fmt, job_progress, provider_picker, stem_card
+from components import cost_table, fmt, job_progress, provider_picker, stem_card
 from components.guard import friendly_errors
 from components.navigation import JOB_PARAM, SPLIT
 from components.shell import run_page
@@ -15,6 +15,7 @@ from components.state import get_runtime, get_state
 from services import stems
 from services.audio.formats import ExportFormat
 from services.jobs.model import Job, JobStatus
+from services.pricing.table import money_for
 from services.runtime import Runtime
 
 COLUMNS = 2
@@ -43,6 +44,8 @@ def facts(runtime: Runtime, job: Job, export: ExportFormat) -> None:
     cols[2].metric("Time taken", fmt.span(job.elapsed_s))
     cols[3].metric("Speed", fmt.speed(job.realtime_factor),
                    help="Seconds of audio separated per second of processing.")
+    money = money_for(job.spec.provider, job.actual_cost, runtime.settings)
+    st.caption(cost_table.job_cost_text(job, money))
 
 
 def mixer(job: Job, runtime: Runtime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import cost_table
 from components.guard import callback, friendly_errors, show_notice
 from components.shell import run_page
 from components.state import get_runtime, get_state
@@ -151,6 +152,9 @@ def main() -> None:
     for index, (name, provider) in enumerate(hosted.items()):
         with columns[index % COLUMNS]:
             provider_card(runtime, name, provider)
+    cost_table.settings_note(
+        runtime.settings, {n: p.capabilities.display_name for n, p in providers.items()}
+    )
 
 
 run_page(main)

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
-from components import fmt, format_picker, input_preview, job_progress, provider_picker
+from components import (
+    confirm,
+    cost_table,
+    fmt,
+    format_picker,
+    input_preview,
+    job_progress,
+    provider_picker,
+)
 from components.guard import friendly_errors
 from components.navigation import open_results, results_link, settings_link
 from components.shell import run_page
 from components.state import PERSIST, AppState, get_runtime, get_state
 from services.audio import decode
+from services.audio.formats import ExportFormat
 from services.config import MB
 from services.errors import StemDeckError
 from services.inputs import InputInfo, ingest_bytes, ingest_url
 from services.jobs.model import Job, JobSpec, JobStatus
+from services.pricing import intents
+from services.pricing.quotes import Quote
+from services.providers.base import Capabilities
 from services.providers.preflight import Problem
 from services.runtime import Runtime
 
@@ -140,10 +153,50 @@ def explain(problem: Problem) -> None:
         settings_link()
 
 
+def costs(
+    state: AppState, runtime: Runtime, info: InputInfo, spec: JobSpec, slot: DeltaGenerator
+) -> Quote:
+    """Every provider's quote for this track and stem count (in ``slot``); the chosen one's."""
+    intent = intents.intent_of(spec.provider, spec.mode)
+    export = ExportFormat.from_options(spec.export)
+    if intent is None:  # a custom selection: only the chosen provider can quote it
+        quotes = runtime.quote_specs([spec], state.keys)
+    else:
+        quotes = runtime.quotes(info, intent.id, export, state.keys, chosen=spec)
+    with slot:
+        label = intent.label if intent else "these settings"
+        st.subheader(f"Cost before you run · {label}", anchor=False)
+        cost_table.render(quotes, (spec.provider, spec.mode))
+    return next(q for q in quotes if (q.provider, q.mode) == (spec.provider, spec.mode))
+
+
+def spend_reason(
+    runtime: Runtime, quote: Quote | None, caps: Capabilities, *, fresh: bool
+) -> str | None:
+    """Why to confirm before this run may spend, or None. A fresh run of a paid provider pays
+    again, so it is always confirmed (never spend twice by accident)."""
+    if caps.pricing_unit == "free":
+        return None
+    if quote is None:
+        return f"{caps.display_name}'s cost could not be estimated."
+    reason = runtime.confirm_reason(quote)
+    if not fresh:
+        return reason
+    again = f"{caps.display_name} charges again for a fresh run."
+    return f"{again} {reason}" if reason else again
+
+
 def run_controls(
-    state: AppState, runtime: Runtime, info: InputInfo | None, current: Job | None
+    state: AppState,
+    runtime: Runtime,
+    info: InputInfo | None,
+    current: Job | None,
+    cost_slot: DeltaGenerator,
 ) -> None:
-    """Engine, mode, format, estimate and the Split button(s)."""
+    """Engine, mode, format, estimate, the cost table (in ``cost_slot``) and the Split button(s).
+
+    A paid run above the configured threshold, or of unknown cost, is confirmed first.
+    """
     with st.spinner("Loading the separation engines…"):
         providers = runtime.providers()  # waits for the background warm-up on a cold start
     key_problems = {
@@ -166,6 +219,9 @@ def run_controls(
     spec = JobSpec.for_input(
         info, choice.provider, choice.mode, export, choice.stems, choice.preprocessing
     )
+    quote = None
+    with friendly_errors("cost table"):
+        quote = costs(state, runtime, info, spec, cost_slot)
     if problem := runtime.preflight(spec, state.session_key(choice.provider)):
         explain(problem)
         split_button(disabled=True, why=problem.message)
@@ -176,15 +232,29 @@ def run_controls(
     busy = current is not None and not current.status.terminal
     stored = runtime.stored_result(spec)
     if stored is None:
-        if split_button(disabled=busy, why="A split is already running." if busy else None):
+        clicked = split_button(disabled=busy, why="A split is already running." if busy else None)
+        reason = spend_reason(runtime, quote, choice.capabilities, fresh=False)
+        if confirm.gate("split:run", spec.cache_key, reason, clicked, "Split"):
             submit(state, runtime, spec, fresh=False)
         return
-    st.info("This input was already split with these settings.", icon=":material/bolt:")
+    st.info(
+        "This input was already split with these settings: opening it is instant and free. "
+        "Run again fresh separates it again (a paid provider charges again).",
+        icon=":material/bolt:",
+    )
     left, right = st.columns(2)
     if left.button("Open stored result", type="primary", key="split:open", width="stretch"):
         state.results_job_id = stored.id
         open_results(stored.id)
-    if right.button("Run again fresh", key="split:fresh", disabled=busy, width="stretch"):
+    clicked = right.button(
+        "Run again fresh",
+        key="split:fresh",
+        disabled=busy,
+        width="stretch",
+        help="Ignore the stored result and separate again.",
+    )
+    reason = spend_reason(runtime, quote, choice.capabilities, fresh=True)
+    if confirm.gate("split:fresh", spec.cache_key, reason, clicked, "Run"):
         submit(state, runtime, spec, fresh=True)
 
 
@@ -219,8 +289,9 @@ def main() -> None:
             job_progress.panel(runtime, current.id, on_finish)
         elif current is not None:
             outcome(current)
+        cost_slot = st.container()  # filled by run_controls, which knows the chosen settings
     with right:
-        run_controls(state, runtime, state.input, current)
+        run_controls(state, runtime, state.input, current, cost_slot)
 
 
 run_page(main)

@@ -35,6 +35,12 @@ class Settings:
     file_server_host: str = "127.0.0.1"
     file_server_port: int = 8765
     sandbox: bool = False  # wired to local provider emulators (python -m sandbox)
+    remote_workers: int = 6  # remote-provider jobs at once (they wait on the network, not CPU)
+    # Cost confirmation: a paid run above either threshold (money where the value of a credit
+    # is known, else credits) or of unknown cost asks before it spends (services/pricing).
+    confirm_above_credits: float = 20.0
+    confirm_above_money: float = 0.5
+    credit_values: tuple[tuple[str, float, str], ...] = ()  # (provider, money per credit, currency)
 
     @property
     def database(self) -> Path:
@@ -64,7 +70,23 @@ _ENV: dict[str, tuple[str, Any]] = {
     "STEMDECK_FILE_SERVER_HOST": ("file_server_host", str),
     "STEMDECK_FILE_SERVER_PORT": ("file_server_port", int),
     "STEMDECK_SANDBOX": ("sandbox", lambda v: v.strip().lower() in ("1", "true", "yes")),
+    "STEMDECK_REMOTE_WORKERS": ("remote_workers", int),
+    "STEMDECK_CONFIRM_ABOVE_CREDITS": ("confirm_above_credits", float),
+    "STEMDECK_CONFIRM_ABOVE_MONEY": ("confirm_above_money", float),
+    "STEMDECK_CREDIT_VALUES": ("credit_values", lambda v: parse_credit_values(v)),
 }
+
+
+def parse_credit_values(raw: str) -> tuple[tuple[str, float, str], ...]:
+    """``"kie=0.005 USD, musicapi=0.01"`` → ((provider, value, currency or ""), …)."""
+    values = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, rest = item.partition("=")
+        amount, _, currency = rest.strip().partition(" ")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r} is not provider=value")
+        values.append((name.strip().lower(), float(amount), currency.strip().upper()))
+    return tuple(values)
 
 
 def load_settings(

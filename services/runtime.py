@@ -8,22 +8,26 @@ the workspaces, the worker and the provider credentials; everything it returns i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from services.audio.encode import zip_files
 from services.audio.formats import ExportFormat
 from services.config import Settings
 from services.errors import InputRejected, JobCancelled, StemDeckError
-from services.inputs import find_input
+from services.inputs import InputInfo, find_input
 from services.jobs.model import Job, JobSpec, JobStatus
 from services.jobs.runner import build_request
 from services.jobs.store import JobStore
 from services.jobs.worker import Worker
 from services.jobs.workspace import Workspaces, new_job_id
+from services.pricing import intents
+from services.pricing.quotes import NO_ENDPOINT, Balances, Quote, confirm_reason
 from services.providers import preflight
 from services.providers.base import (
     Capabilities,
@@ -35,7 +39,7 @@ from services.providers.base import (
 )
 from services.providers.credentials import CREDENTIAL_FACT, Credential, Credentials, Resolved
 from services.providers.preflight import Problem
-from services.providers.registry import DEFAULT, Registry
+from services.providers.registry import DEFAULT, Registry, key_digest
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ class Runtime:
         )
         self._submit_lock = threading.Lock()
         self._zip_lock = threading.Lock()
+        self.balances = Balances()
 
     @classmethod
     def start(
@@ -154,6 +159,80 @@ class Runtime:
         """What ``spec`` will cost and take, before it runs (raises for invalid options)."""
         return self.provider(spec.provider).estimate(self.request(spec))
 
+    # --- cost before running (services/pricing) ---------------------------------------------
+
+    def quotes(
+        self,
+        info: InputInfo,
+        intent_id: str,
+        export: ExportFormat,
+        sessions: Mapping[str, Credential] | None = None,
+        chosen: JobSpec | None = None,
+    ) -> list[Quote]:
+        """A quote per provider that has a mode for ``intent_id`` (2/4/6 stems) on this input;
+        ``chosen`` (the user's exact settings) stands in for its provider's row."""
+        specs = [
+            chosen
+            if chosen is not None and chosen.provider == name
+            else JobSpec.for_input(info, name, mode, export)
+            for name in self.registry.names()
+            if (mode := intents.mode_for(intent_id, name)) is not None
+            or (chosen is not None and chosen.provider == name)
+        ]
+        return self.quote_specs(specs, sessions)
+
+    def quote_specs(
+        self, specs: Sequence[JobSpec], sessions: Mapping[str, Credential] | None = None
+    ) -> list[Quote]:
+        """Estimate, balance (asked in parallel, briefly cached) and cover, per spec."""
+        sessions = sessions or {}
+        drafts = [self._draft_quote(spec, sessions.get(spec.provider)) for spec in specs]
+        fetchers = {}
+        for quote in drafts:
+            if quote.free or quote.needs_key:
+                continue
+            credential = self.key_status(quote.provider, sessions.get(quote.provider)).credential
+            fetch = getattr(self._instance(quote.provider, credential), "balance", None)
+            if fetch is not None:
+                key = (quote.provider, key_digest(credential.api_key), credential.base_url)
+                fetchers[quote] = (key, fetch)
+        found = self.balances.get_many(dict(fetchers.values()))
+        quotes = []
+        for quote in drafts:
+            if quote in fetchers:
+                balance, note = found[fetchers[quote][0]]
+            elif quote.free or quote.needs_key:
+                balance, note = None, ""
+            else:
+                balance, note = None, NO_ENDPOINT
+            quotes.append(dataclasses.replace(quote, balance=balance, balance_note=note))
+        return quotes
+
+    def _draft_quote(self, spec: JobSpec, session: Credential | None) -> Quote:
+        provider = self.provider(spec.provider)
+        caps = provider.capabilities
+        problem = self.preflight(spec, session)
+        estimate = None
+        if problem is None or problem.kind != "mode":
+            try:
+                estimate = provider.estimate(self.request(spec))
+            except StemDeckError:  # invalid options or a vanished input: the problem says so
+                estimate = None
+        return Quote(
+            provider=spec.provider,
+            display_name=caps.display_name,
+            mode=spec.mode,
+            mode_label=next((m.label for m in caps.modes if m.id == spec.mode), spec.mode),
+            estimate=estimate,
+            free=caps.pricing_unit == "free",
+            problem=problem.message if problem else None,
+            needs_key=problem is not None and problem.kind == "needs_key",
+        )
+
+    def confirm_reason(self, quote: Quote) -> str | None:
+        """Why a run should be confirmed before it may spend (above the threshold), or None."""
+        return confirm_reason(quote, self.settings)
+
     def preflight(self, spec: JobSpec, session: Credential | None = None) -> Problem | None:
         """Why ``spec`` cannot run as asked (mode, key, limits, public URL, options), or None."""
         provider = self.provider(spec.provider)
@@ -194,6 +273,8 @@ class Runtime:
                 job.facts = {CREDENTIAL_FACT: ref} if ref else {}
             job.estimated_cost = provider.estimate(build_request(job, self.settings)).credits
             self.store.insert(job)
+        if provider.capabilities.pricing_unit != "free":  # its balance is about to change
+            self.balances.forget(lambda key: key[0] == spec.provider)
         self.worker.wake()
         return job
 
@@ -285,6 +366,7 @@ class Runtime:
         """Stop the worker (running jobs go back to the queue) and close the store."""
         self.worker.stop()
         self.store.close()
+        self.balances.close()
 
 
 class _CredentialedRun:

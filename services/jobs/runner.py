@@ -21,6 +21,7 @@ from services.config import Settings
 from services.errors import InputRejected, JobCancelled, MalformedResponse, StemDeckError
 from services.inputs import find_input
 from services.jobs.model import Artifact, Job, JobStatus
+from services.pricing.actual import SOURCE_FACT, actual_cost
 from services.progress import ProgressCallback, ProgressEvent, scaled
 from services.providers.base import (
     RunContext,
@@ -48,7 +49,7 @@ class RunResult:
     status: JobStatus
     artifacts: list[Artifact] = field(default_factory=list)
     error: str | None = None
-    actual_cost: float | None = None  # known for free providers; paid ones report it later
+    actual_cost: float | None = None  # credits: reported by the provider, else the list price
 
 
 def build_request(job: Job, settings: Settings) -> SeparationRequest:
@@ -82,8 +83,14 @@ def run_job(
     try:
         provider = provider_for(job.spec.provider)
         request = build_request(job, settings)
+        facts = dict(job.facts)  # plus what this attempt remembers: the provider's reported cost
+
+        def keep(key: str, value: str) -> None:
+            facts[key] = value
+            remember(key, value)
+
         ctx = RunContext(
-            workspace, scaled(progress, 0.0, SEPARATION_SHARE), remember, facts=dict(job.facts)
+            workspace, scaled(progress, 0.0, SEPARATION_SHARE), keep, facts=dict(job.facts)
         )
         separated = provider.run(request, ctx)
         artifacts = finalize(
@@ -103,8 +110,26 @@ def run_job(
             JobStatus.FAILED,
             error=f"{INTERNAL} (job {job.id}).",
         )
+    cost = _actual_cost(provider, request, facts, remember)
+    return RunResult(JobStatus.SUCCEEDED, artifacts=artifacts, actual_cost=cost)
+
+
+def _actual_cost(
+    provider: SeparationProvider,
+    request: SeparationRequest,
+    facts: dict[str, str],
+    remember: Callable[[str, str], None],
+) -> float | None:
+    """The reported charge, else the list price, noting which on the job (never fails a job)."""
     free = provider.capabilities.pricing_unit == "free"
-    return RunResult(JobStatus.SUCCEEDED, artifacts=artifacts, actual_cost=0.0 if free else None)
+    try:
+        estimate = None if free else provider.estimate(request)
+    except StemDeckError:
+        estimate = None
+    cost, source = actual_cost(facts, estimate, free)
+    if source is not None:
+        remember(SOURCE_FACT, source)
+    return cost
 
 
 def finalize(

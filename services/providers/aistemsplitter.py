@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from typing import Any
 from urllib.parse import quote
 
@@ -48,6 +47,7 @@ import httpx
 
 from services import stems as stem_names
 from services.errors import InputRejected, MalformedResponse, ProviderError
+from services.pricing.table import estimate_request
 from services.providers.base import (
     Capabilities,
     Estimate,
@@ -114,11 +114,7 @@ class AIStemSplitterProvider(RemoteProvider):
 
     def estimate(self, request: SeparationRequest) -> Estimate:
         self.plan(request)
-        return Estimate(
-            credits=float(math.ceil(request.duration_s)),
-            seconds=None,
-            note="1 credit per second of source audio, whatever the stem model.",
-        )
+        return estimate_request(self.name, request, self.settings)
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:
@@ -254,13 +250,21 @@ class AIStemSplitterProvider(RemoteProvider):
 
     def check_connection(self) -> str:
         """For the Settings page: the key works, and the balance (``GET /credits``)."""
+        balance, unit = self._credits()
+        return f"Connected. Balance: {balance:g} {unit} of audio."
+
+    def balance(self) -> float:
+        """Credits left (1 credit = 1 second of source audio)."""
+        return self._credits()[0]
+
+    def _credits(self) -> tuple[float, str]:
         data = self._data(
             self.call("GET", self.url("/credits"), idempotent=True, headers=self.auth_headers())
         )
         balance, unit = data.get("balance"), data.get("unit", "seconds")
         if not isinstance(balance, int | float):
             raise MalformedResponse("AIStemSplitter's balance answer has no balance.")
-        return f"Connected. Balance: {balance:g} {unit} of audio."
+        return float(balance), str(unit)
 
     # --- envelope and errors -----------------------------------------------------------------
 

@@ -62,11 +62,17 @@ class SeparationRequest:
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    """What a run will cost before it starts; ``None`` means unknown, never zero."""
+    """What a run will cost before it starts; ``None`` means unknown, never zero.
+
+    ``money`` is ``credits`` times the configured value of a credit (services/pricing), in
+    ``currency``; 0.0 for a free provider.
+    """
 
     credits: float | None
     seconds: float | None
     note: str = ""
+    money: float | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ from services.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from services.pricing.table import estimate_request
 from services.progress import ProgressEvent
 from services.providers import keys
 from services.providers.base import (
@@ -290,13 +291,8 @@ class KieProvider(RemoteProvider):
         return {"Authorization": f"Bearer {self.api_key()}"}
 
     def estimate(self, request: SeparationRequest) -> Estimate:
-        plan = self.plan(request)
-        return Estimate(
-            credits=float(plan.params["credits"]),
-            seconds=None,
-            note="kie.ai charges per call, whatever the length; every re-submit is charged "
-            "again. Hosting the file is free.",
-        )
+        self.plan(request)
+        return estimate_request(self.name, request, self.settings)
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:

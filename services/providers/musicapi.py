@@ -36,6 +36,7 @@ Open or inferred points, resolved defensively:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -46,6 +47,7 @@ import httpx
 from services import public_files
 from services.config import Settings
 from services.errors import InputRejected, InsufficientCredits, MalformedResponse, ProviderError
+from services.pricing.table import estimate_request
 from services.progress import ProgressEvent
 from services.providers import keys
 from services.providers.base import (
@@ -62,7 +64,6 @@ from services.providers.retry import parse_retry_after
 
 log = logging.getLogger(__name__)
 
-UPLOAD_CREDITS = 2
 IMPORT_TIMEOUT = httpx.Timeout(30.0, read=180.0)  # the import is synchronous (~20 s)
 # mode id → (stems, credits per call)
 _MODES: dict[str, tuple[tuple[str, ...], int]] = {
@@ -126,12 +127,10 @@ class MusicAPIProvider(RemoteProvider):
         return {"Authorization": f"Bearer {self.api_key()}"}
 
     def estimate(self, request: SeparationRequest) -> Estimate:
-        plan = self.plan(request)
-        note = "Per call, whatever the length: the stems plus about 2 credits to import the "
-        note += "audio. Failed tasks are refunded. " + self.public.problem(request, self.display)
-        return Estimate(
-            credits=float(plan.params["credits"] + UPLOAD_CREDITS), seconds=None, note=note.strip()
-        )
+        self.plan(request)
+        estimate = estimate_request(self.name, request, self.settings)
+        note = f"{estimate.note} {self.public.problem(request, self.display)}"
+        return dataclasses.replace(estimate, note=note.strip())
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:
@@ -231,13 +230,21 @@ class MusicAPIProvider(RemoteProvider):
 
     def check_connection(self) -> str:
         """For the Settings page: the key works, and the balance (``GET /get-credits``)."""
+        credits, extra = self._credits()
+        return f"Connected. Balance: {credits:g} credits + {extra:g} extra credits."
+
+    def balance(self) -> float:
+        """Credits left: subscription plus extra credits (both are spent on stems)."""
+        return float(sum(self._credits()))
+
+    def _credits(self) -> tuple[float, float]:
         body = self._ok(
             self.call("GET", self.url("/get-credits"), idempotent=True, headers=self.auth_headers())
         )
         credits, extra = body.get("credits"), body.get("extra_credits") or 0
         if not isinstance(credits, int | float) or not isinstance(extra, int | float):
             raise MalformedResponse("MusicAPI.ai's balance answer has no credits.")
-        return f"Connected. Balance: {credits:g} credits + {extra:g} extra credits."
+        return credits, extra
 
     # --- answers and errors ------------------------------------------------------------------
 

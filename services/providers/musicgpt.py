@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from services.errors import InputRejected, MalformedResponse, ProviderError
+from services.pricing.table import estimate_request
 from services.providers.base import (
     Capabilities,
     Estimate,
@@ -136,11 +137,7 @@ class MusicGPTProvider(RemoteProvider):
 
     def estimate(self, request: SeparationRequest) -> Estimate:
         self.plan(request)
-        return Estimate(
-            credits=None,
-            seconds=None,
-            note="MusicGPT does not publish its price; it reports an estimate once submitted.",
-        )
+        return estimate_request(self.name, request, self.settings)
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:

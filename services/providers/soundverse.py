@@ -35,6 +35,7 @@ Open or inferred points, resolved defensively:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -48,6 +49,7 @@ import httpx
 from services import public_files
 from services.config import Settings
 from services.errors import InputRejected, InsufficientCredits, MalformedResponse, ProviderError
+from services.pricing.table import estimate_request
 from services.progress import ProgressEvent
 from services.providers.base import (
     Capabilities,
@@ -136,9 +138,9 @@ class SoundverseProvider(RemoteProvider):
 
     def estimate(self, request: SeparationRequest) -> Estimate:
         self.plan(request)
-        note = "Soundverse bills stem separation through your plan; the per-call price is not "
-        note += "published. " + self.public.problem(request, self.display)
-        return Estimate(credits=None, seconds=None, note=note.strip())
+        estimate = estimate_request(self.name, request, self.settings)
+        note = f"{estimate.note} {self.public.problem(request, self.display)}"
+        return dataclasses.replace(estimate, note=note.strip())
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:
