@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -235,18 +235,36 @@ class JobStore:
     def request_cancel(self, job_id: str) -> None:
         self._execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
 
-    def claim_next(self, worker_id: str, now: float) -> Job | None:
-        """Atomically take the oldest queued job (also across processes) and mark it running."""
+    def claim_next(
+        self,
+        worker_id: str,
+        now: float,
+        providers: Collection[str] | None = None,
+        *,
+        exclude: bool = False,
+    ) -> Job | None:
+        """Atomically take the oldest queued job (also across processes) and mark it running.
+
+        ``providers`` limits the claim to jobs of those providers (``exclude``: of any other),
+        so CPU-bound local jobs and I/O-bound remote ones can be drained by separate pools.
+        """
         try:
-            return self._claim_next(worker_id, now)
+            return self._claim_next(worker_id, now, providers, exclude)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"The job database {self.path} failed: {exc}") from exc
 
-    def _claim_next(self, worker_id: str, now: float) -> Job | None:
+    def _claim_next(
+        self, worker_id: str, now: float, providers: Collection[str] | None, exclude: bool
+    ) -> Job | None:
+        where, params = "status = ?", [str(JobStatus.QUEUED)]
+        if providers is not None:
+            marks = ", ".join("?" * len(providers))
+            negate = "NOT " if exclude else ""
+            where += f" AND json_extract(spec, '$.provider') {negate}IN ({marks})"
+            params += sorted(providers)
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT id FROM jobs WHERE status = ? ORDER BY created_at, rowid LIMIT 1",
-                (str(JobStatus.QUEUED),),
+                f"SELECT id FROM jobs WHERE {where} ORDER BY created_at, rowid LIMIT 1", params
             ).fetchone()
             if row is None:
                 return None

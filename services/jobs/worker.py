@@ -1,4 +1,5 @@
-"""Background worker: a small thread pool that drains the store's queue.
+"""Background worker: two small thread pools (local engine, remote providers) that drain
+the store's queue.
 
 The queue *is* the store (queued jobs in creation order), so jobs survive restarts and several
 processes (the app, the CLI) can share one data directory. Progress, stage, ETA and a heartbeat
@@ -143,8 +144,17 @@ class JobProgress:
             self.cancel.set()
 
 
+LOCAL_PROVIDERS = frozenset({"local"})
+"""Providers that separate on this machine's CPU; every other provider waits on the network."""
+
+
 class Worker:
-    """``threads`` job threads plus one tick thread (progress flush, heartbeat, sweep)."""
+    """Job threads in two pools plus one tick thread (progress flush, heartbeat, sweep).
+
+    ``threads`` bound the CPU-bound local-engine jobs (each uses every core); remote jobs, which
+    mostly wait on a provider, run on ``settings.remote_workers`` threads of their own, so a
+    comparison's remote lanes run side by side instead of queueing behind the local one.
+    """
 
     def __init__(
         self,
@@ -158,6 +168,7 @@ class Worker:
         self.provider_for = provider_for
         self.worker_id = make_worker_id()
         self._threads = max(1, threads)
+        self._remote_threads = max(1, settings.remote_workers)
         self._running: dict[str, JobProgress] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition()
@@ -166,10 +177,16 @@ class Worker:
 
     def start(self) -> None:
         sweep(self.store, self.worker_id, time.time())
-        names = [f"stemdeck-job-{i}" for i in range(self._threads)] + ["stemdeck-tick"]
-        targets = [self._job_loop] * self._threads + [self._tick_loop]
-        for name, target in zip(names, targets, strict=True):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        loops: list[tuple[str, Callable[..., None], tuple[bool, ...]]] = [
+            (f"stemdeck-job-{i}", self._job_loop, (False,)) for i in range(self._threads)
+        ]
+        loops += [
+            (f"stemdeck-job-remote-{i}", self._job_loop, (True,))
+            for i in range(self._remote_threads)
+        ]
+        loops.append(("stemdeck-tick", self._tick_loop, ()))
+        for name, target, args in loops:
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
             thread.start()
             self._pool.append(thread)
 
@@ -198,10 +215,12 @@ class Worker:
         for thread in self._pool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _job_loop(self) -> None:
+    def _job_loop(self, remote: bool) -> None:
         while not self._stopping.is_set():
             try:
-                job = self.store.claim_next(self.worker_id, time.time())
+                job = self.store.claim_next(
+                    self.worker_id, time.time(), LOCAL_PROVIDERS, exclude=remote
+                )
             except Exception:
                 log.exception("could not read the job queue")
                 job = None
