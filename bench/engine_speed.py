@@ -9,6 +9,12 @@ its Wiener refinement, both in the same run. "audio s/CPU s" divides by the proc
 on a shared machine it is steadier than wall time (record the load average printed on top).
 
     python bench/engine_speed.py [--lengths 180 600] [--modes 2 4 6] [--threads N] [--data DIR]
+                                 [--baseline OTHER_CHECKOUT] [--no-reference]
+
+``--baseline`` names another copy of this repository (e.g. the previous commit, exported to a
+temp folder): each "local" row is then preceded by the same run of that copy's engine, so old
+and new are measured interleaved, under the same machine load. The new/old ratios of the
+real-time factor and of CPU time are printed; on a busy machine the CPU ratio is the steadier.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ LABELS = {
     "plain": "plain Spleeter (whole)",
     "local-no-wiener": "local, no Wiener (v1)",
     "local": "local (chunked)",
+    "baseline": "previous (baseline)",
 }
 
 
@@ -57,7 +64,9 @@ def _variants():
 
     return {
         "local": None,
-        "local-no-wiener": engine.EngineOptions(mask_exponent=2.0, wiener_iterations=0),
+        "local-no-wiener": engine.EngineOptions(
+            mask_exponent=2.0, wiener_iterations=0, min_segment=64, pad_mode="zero"
+        ),
     }
 
 
@@ -95,9 +104,14 @@ def child(variant: str, mode: str, path: Path, threads: int) -> dict:
     }
 
 
-def measure(variant: str, mode: str, path: Path, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", variant, mode, str(path), "--threads", str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+def measure(variant: str, mode: str, path: Path, threads: int, baseline: Path | None) -> dict:
+    """Run one measurement in a fresh process; ``baseline`` runs that checkout's "local"."""
+    root = baseline if variant == "baseline" and baseline else ROOT
+    script = root / "bench" / Path(__file__).name
+    child_variant = "local" if variant == "baseline" else variant
+    cmd = [sys.executable, str(script), "--child", child_variant, mode, str(path)]
+    cmd += ["--threads", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -107,6 +121,10 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["2", "4", "6"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--baseline", type=Path, help="another checkout to measure interleaved")
+    parser.add_argument(
+        "--no-reference", dest="reference", action="store_false", help="skip the baseline rows"
+    )
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "MODE", "PATH"))
     args = parser.parse_args()
     if args.child:
@@ -117,20 +135,29 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}  torch threads: {args.threads or 'default'}  load avg: {load}")
     print(
         f"{'variant':<22}{'mode':>5}{'audio':>8}{'wall s':>9}{'× real time':>13}"
-        f"{'audio s/CPU s':>15}{'peak RSS MB':>13}"
+        f"{'audio s/CPU s':>15}{'peak RSS MB':>13}{'new/old wall':>14}{'new/old CPU':>13}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         inputs = {s: make_input(Path(tmp) / f"in_{int(s)}.wav", s, args.data) for s in args.lengths}
         shortest = min(args.lengths)
         runs = [("plain", "2", shortest), ("local-no-wiener", "2", shortest)]
-        runs += [("local", m, s) for s in args.lengths for m in args.modes]
+        runs = runs if args.reference else []
+        for s in args.lengths:
+            for m in args.modes:
+                runs += [("baseline", m, s)] if args.baseline else []
+                runs.append(("local", m, s))
+        previous: dict | None = None
         for variant, mode, seconds in runs:
-            label = LABELS[variant]
-            r = measure(variant, mode, inputs[seconds], args.threads)
+            r = measure(variant, mode, inputs[seconds], args.threads, args.baseline)
+            ratio = ""
+            if variant == "local" and previous:
+                gains = (r["rtf"] / previous["rtf"], r["cpu_rtf"] / previous["cpu_rtf"])
+                ratio = f"{gains[0]:>14.2f}{gains[1]:>13.2f}"
+            previous = r if variant == "baseline" else None
             audio = f"{seconds / 60:g} min"
             print(
-                f"{label:<22}{mode:>5}{audio:>8}{r['wall_s']:>9.1f}{r['rtf']:>13.1f}"
-                f"{r['cpu_rtf']:>15.1f}{r['rss_mb']:>13.0f}",
+                f"{LABELS[variant]:<22}{mode:>5}{audio:>8}{r['wall_s']:>9.1f}{r['rtf']:>13.1f}"
+                f"{r['cpu_rtf']:>15.1f}{r['rss_mb']:>13.0f}{ratio}",
                 flush=True,
             )
 

@@ -37,13 +37,17 @@ def _engine(mode: str, options: engine.EngineOptions = engine.DEFAULT_OPTIONS) -
     return run
 
 
+# Before mirror padding: short inputs zero-padded to a multiple of 64 frames.
+_ZERO_PADDED = {"min_segment": 64, "pad_mode": "zero"}
 METHODS: dict[str, Estimator] = {
     "mixture (baseline)": lambda mix: dict.fromkeys(STEMS, mix),
     "plain Spleeter (baseline)": _engine("2", engine.SPLEETER_BASELINE),
     "local 2-stem, no Wiener (first version)": _engine(
-        "2", engine.EngineOptions(mask_exponent=2.0, wiener_iterations=0)
+        "2", engine.EngineOptions(mask_exponent=2.0, wiener_iterations=0, **_ZERO_PADDED)
     ),
+    "local 2-stem, zero padding (previous)": _engine("2", engine.EngineOptions(**_ZERO_PADDED)),
     "local 2-stem": _engine("2"),
+    "local 4-stem, zero padding (previous)": _engine("4", engine.EngineOptions(**_ZERO_PADDED)),
     "local 4-stem": _engine("4"),
 }
 

@@ -19,6 +19,7 @@ from services.engine import (
     wiener,
 )
 from services.engine.spectral import NET_BINS, SEGMENT, estimate_sources
+from services.engine.unet import UNet, for_inference
 from services.errors import JobCancelled, StemDeckError
 from services.progress import ProgressEvent
 from tests.audiogen import bass_like, drum_like, mix, tone, vocal_like
@@ -80,6 +81,34 @@ def test_weights_load_and_network_estimates_magnitudes():
     assert (est >= 0).all() and (est <= mag + 1e-6).all()
     assert est.sum() > 0.05 * mag.sum() * 2
     assert SEGMENT == 512
+
+
+def test_short_inputs_are_padded_with_their_mirror_image():
+    model = get_model()
+    mag = torch.rand(2, NET_BINS, 40, generator=torch.Generator().manual_seed(1))
+    mirrored = torch.cat([mag, mag.flip(-1)[..., :24]], dim=-1)  # 64 frames, the minimum
+    with torch.inference_mode():
+        padded = estimate_sources(model, mag, min_segment=64)
+        explicit = estimate_sources(model, mirrored, min_segment=64)[..., :40]
+        zeros = estimate_sources(model, mag, min_segment=64, pad_mode="zero")
+    torch.testing.assert_close(padded, explicit)
+    assert (padded - zeros).abs().max() > 1e-3  # the padding content does reach the estimates
+    with pytest.raises(ValueError):
+        EngineOptions(pad_mode="reflect")
+
+
+def test_inference_rewrite_of_the_unet_is_exact():
+    torch.manual_seed(0)
+    net = UNet().eval()
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)  # non-trivial statistics, so BN placement matters
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 2, 128, 64)
+    with torch.inference_mode():
+        expected = net(x)
+        fast = for_inference(net)(x.contiguous(memory_format=torch.channels_last))
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+    torch.testing.assert_close(fast, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_missing_weights_is_a_clear_error(monkeypatch, tmp_path):

@@ -13,7 +13,7 @@ import threading
 import torch
 from torch import nn
 
-from services.engine.unet import UNet
+from services.engine.unet import UNet, for_inference
 from services.engine.weights import iter_state_dicts
 
 SOURCES: tuple[str, ...] = ("vocals", "accompaniment")
@@ -41,6 +41,7 @@ def _build() -> SpleeterModel:
         for name, buf in net.named_buffers():
             state.setdefault(name, torch.zeros_like(buf, device="cpu"))  # BN step counters
         net.load_state_dict(state, strict=True, assign=True)
+        for_inference(net)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -2,7 +2,7 @@
 
 Per chunk: stereo STFT → network magnitude estimates (0–11 kHz) → ratio masks extended over the
 full band → one multichannel Wiener pass (vocals / accompaniment) → for 4/6 stems, DSP fractions
-of the accompaniment → iSTFT per stem.
+of the accompaniment → iSTFT per stem (the last one: the chunk minus the others).
 
 Long inputs are cut into overlapping chunks (default ≈35.7 s = exactly three 512-frame network
 segments, 3 s overlap). Each chunk is separated on its own; its stems are cross-faded into the
@@ -46,11 +46,16 @@ class EngineOptions:
     chunk_frames: int | None = (3 * SEGMENT - 1) * HOP  # None: the whole input at once
     overlap_frames: int = 3 * SAMPLE_RATE
     high_band: str = "extend"  # "zero" reproduces Spleeter's 11 kHz cut (baseline only)
-    min_segment: int = MIN_SEGMENT  # SEGMENT reproduces Spleeter's padding (baseline only)
+    # Short inputs pad to a multiple of ``min_segment`` frames, filled by ``pad_mode``
+    # ("mirror" or Spleeter's "zero"; see spectral.estimate_sources).
+    min_segment: int = SEGMENT
+    pad_mode: str = "mirror"
     mask_exponent: float = 1.0  # 2 = Spleeter's own soft masks; 1 = its Wiener initialisation
     wiener_iterations: int = 1  # multichannel Wiener/EM passes (services.engine.wiener)
 
     def __post_init__(self) -> None:
+        if self.pad_mode not in ("mirror", "zero") or self.min_segment % MIN_SEGMENT:
+            raise ValueError("pad_mode must be mirror or zero, min_segment a multiple of 64")
         if self.chunk_frames is not None and self.chunk_frames <= 2 * self.overlap_frames:
             raise ValueError("chunk_frames must exceed twice overlap_frames")
 
@@ -59,7 +64,7 @@ DEFAULT_OPTIONS = EngineOptions()
 # Plain Spleeter inference, the benchmarks' baseline: whole input at once, 11 kHz cut, 512-frame
 # padding, squared ratio masks, no refinement.
 SPLEETER_BASELINE = EngineOptions(
-    chunk_frames=None, high_band="zero", min_segment=SEGMENT, mask_exponent=2.0, wiener_iterations=0
+    chunk_frames=None, high_band="zero", pad_mode="zero", mask_exponent=2.0, wiener_iterations=0
 )
 
 
@@ -117,32 +122,40 @@ def separate_stream(
 def separate_chunk(
     chunk: np.ndarray, mode: str, options: EngineOptions = DEFAULT_OPTIONS
 ) -> dict[str, np.ndarray]:
-    """One chunk, no overlap handling: network masks → source spectrograms → iSTFT per stem."""
+    """One chunk, no overlap handling: network masks → source spectrograms → stems."""
     _check(chunk)
     if not len(chunk):
         return {stem: np.zeros((0, 2), np.float32) for stem in MODE_STEMS[mode]}
     with torch.inference_mode():
         wave = torch.from_numpy(np.ascontiguousarray(chunk.T, dtype=np.float32))
         spec = stft(wave)
-        mag = spec.abs()
-        est = estimate_sources(get_model(), mag[:, :NET_BINS].contiguous(), options.min_segment)
+        mag = spec[:, :NET_BINS].abs()  # the network sees only these bins
+        est = estimate_sources(get_model(), mag, options.min_segment, options.pad_mode)
         del mag
         # (2 sources, 2 channels, F, T) masks, then the sources' complex spectrograms.
         masks = full_band(ratio_masks(est, options.mask_exponent), options.high_band)
         del est
         vocals, accompaniment = refine(spec, masks, options.wiener_iterations)
-        del masks
+        del masks, spec
         # Accompaniment fractions per stem (each (F, T), summing to one); applied lazily so
-        # only one stem's spectrogram exists at a time.
+        # only one stem's spectrogram exists at a time. While the masks partition the mix, the
+        # last stem needs no iSTFT: the iSTFT is linear and reconstructs the chunk exactly, so
+        # that stem is the chunk minus the others.
         fractions = (
-            {"instrumental": None}
+            {}
             if mode == "2"
             else accompaniment_masks(accompaniment.abs().mean(0), MODE_STEMS[mode])
         )
         out = {"vocals": istft(vocals, len(chunk)).T.numpy()}
-        for stem, frac in fractions.items():
-            part = accompaniment if frac is None else accompaniment * frac
-            out[stem] = istft(part, len(chunk)).T.numpy()
+        rest = MODE_STEMS[mode][1:]
+        remainder = rest[-1] if options.high_band == "extend" else None
+        for stem in rest:
+            if stem != remainder:
+                frac = fractions.get(stem)
+                part = accompaniment if frac is None else accompaniment * frac
+                out[stem] = istft(part, len(chunk)).T.numpy()
+        if remainder:
+            out[remainder] = (chunk - sum(out.values())).astype(np.float32, copy=False)
         return {stem: out[stem] for stem in MODE_STEMS[mode]}
 
 

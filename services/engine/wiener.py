@@ -22,31 +22,44 @@ BAND_BINS = 256
 def refine(mix: torch.Tensor, masks: torch.Tensor, iterations: int = 1) -> torch.Tensor:
     """``mix`` (2, F, T) complex, ``masks`` (S, 2, F, T) real → sources (S, 2, F, T) complex.
 
-    The masked estimates ``masks · mix`` are built band by band straight into the output, so
-    the only full-size allocation is the result itself.
+    Band by band, straight into the output, so the only full-size allocation is the result.
+    The first pass takes its statistics from the masks and the mix's own (shared) powers, so
+    the masked estimates are never built: ≈1.5× less CPU than filtering them.
     """
     out = torch.empty(masks.shape, dtype=mix.dtype)
     for lo in range(0, mix.shape[1], BAND_BINS):
         band = slice(lo, lo + BAND_BINS)
-        x = mix[:, band]
-        y = masks[:, :, band] * x
-        for _ in range(iterations):
-            y = _em_step(x, y)
+        x, m = mix[:, band], masks[:, :, band]
+        if not iterations:
+            out[:, :, band] = m * x
+            continue
+        y = _filter(x, m.square() * _power(x), m[:, 0] * m[:, 1] * _cross(x))
+        for _ in range(iterations - 1):
+            y = _filter(x, _power(y), _cross(y))
         out[:, :, band] = y
     return out
 
 
-def _em_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One EM pass with Hermitian 2×2 algebra written out (diagonals and det are real).
+def _power(z: torch.Tensor) -> torch.Tensor:
+    return z.real.square() + z.imag.square()
 
-    ``C⁻¹x`` is shared by all sources, so each source then costs one 2×2 product per bin.
+
+def _cross(z: torch.Tensor) -> torch.Tensor:
+    """``z[..., 0, f, t] · conj(z[..., 1, f, t])``: the stereo cross-power."""
+    return z.select(-3, 0) * z.select(-3, 1).conj()
+
+
+def _filter(x: torch.Tensor, power: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+    """One EM pass from the sources' channel powers (S, 2, F, T) and cross-powers (S, F, T).
+
+    Hermitian 2×2 algebra written out (diagonals and det are real). ``C⁻¹x`` is shared by all
+    sources, so each source but the last (the remainder) then costs one 2×2 product per bin.
     """
-    power = y.real.square() + y.imag.square()  # (S, 2, F, T)
     v = power.mean(1)  # (S, F, T)
     norm = v.sum(-1, keepdim=True) + EPS  # (S, F, 1)
     r00 = power[:, 0].sum(-1, keepdim=True) / norm
     r11 = power[:, 1].sum(-1, keepdim=True) / norm
-    r01 = (y[:, 0] * y[:, 1].conj()).sum(-1, keepdim=True) / norm
+    r01 = cross.sum(-1, keepdim=True) / norm
     c00 = (v * r00).sum(0)
     c11 = (v * r11).sum(0)
     c01 = (v * r01).sum(0)
@@ -59,11 +72,11 @@ def _em_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     det = c00 * c11 - (c01.real.square() + c01.imag.square())
     z0 = (c11 * x[0] - c01 * x[1]) / det  # z = C⁻¹ x
     z1 = (c00 * x[1] - c01.conj() * x[0]) / det
-    # y_j = (v_j R_j + share_j · load · I) z; Σ_j of the filters is C C⁻¹ = I, so Σ y_j = x.
-    own = share * load
+    # y_j = (v_j R_j + share_j · load · I) z for all but the last source; Σ_j of the filters is
+    # C C⁻¹ = I, so the last source is the mix minus the others: one filter product saved, and
+    # the sources sum to the mix exactly, however ill-conditioned C is (near-mono bins).
+    v, r00, r01, r11, own = v[:-1], r00[:-1], r01[:-1], r11[:-1], share[:-1] * load
     y0 = v * (r00 * z0 + r01 * z1) + own * z0
     y1 = v * (r01.conj() * z0 + r11 * z1) + own * z1
     out = torch.stack([y0, y1], 1)
-    # An ill-conditioned C (near-mono bins) costs float32 precision: hand the rounding residual
-    # back by power share so the sources sum to the mix to the last bit that matters.
-    return out + share[:, None] * (x - out.sum(0))
+    return torch.cat([out, (x - out.sum(0))[None]])

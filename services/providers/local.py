@@ -15,6 +15,7 @@ from services import engine
 from services.audio import decode
 from services.config import Settings
 from services.engine.modes import MODE_STEMS
+from services.pricing.table import estimate_request
 from services.progress import ProgressEvent, scaled
 from services.providers.base import (
     Capabilities,
@@ -27,21 +28,24 @@ from services.providers.base import (
 
 BLOCK_FRAMES = 10 * decode.SAMPLE_RATE
 MODEL_SHARE = 0.03  # progress share of the (first-time) model load
-# Real-time factors (audio seconds per wall second), 3-minute input, 2 shared CPU cores, measured
-# by bench/engine_speed.py (figures in bench/README.md), rounded down. Estimates, not promises.
-REALTIME_FACTOR: dict[str, float] = {"2": 11.0, "4": 7.0, "6": 6.5}
+# Real-time factors (audio seconds per wall second), 3-minute input, 2 shared CPU cores: the
+# session-1 figures of bench/engine_speed.py (11 / 7 / 6.5) times the smaller new/old CPU-time
+# ratio measured interleaved in session 2 (2 stems 1.23, 4 stems 1.04, 6 stems not measured: the
+# 4-stem ratio assumed; bench/README.md), rounded down. Estimates, not promises.
+REALTIME_FACTOR: dict[str, float] = {"2": 13.0, "4": 7.0, "6": 6.5}
 PROVIDER_STEM = {"instrumental": "accompaniment"}  # Spleeter's own name, kept for transparency
 
 # Quality figures: mean SDR on the benchmark excerpts, measured by bench/quality.py.
-_NEURAL = "Vocals: neural (Spleeter 2-stem U-Net + Wiener refinement), ≈9.7 dB SDR."
+_NEURAL = "Vocals: neural (Spleeter 2-stem U-Net + Wiener refinement), ≈10.1 dB SDR."
 MODES = (
     ModeSpec(
         "2",
         "2 stems · vocals / instrumental",
         MODE_STEMS["2"],
         "Neural: Spleeter 2-stem U-Net with full-band masks and one multichannel Wiener pass; "
-        "the two stems sum to the mix. Measured on the benchmark excerpts: vocals ≈ 9.7 dB "
-        "SDR, instrumental ≈ 12.5 dB (plain Spleeter: 9.4 / 12.1). About 11× real time.",
+        "the two stems sum to the mix. Measured on the benchmark excerpts (6–8 s clips): vocals "
+        "≈ 10.1 dB SDR, instrumental ≈ 12.9 dB (plain Spleeter: 9.4 / 12.1). "
+        f"About {REALTIME_FACTOR['2']:g}× real time.",
     ),
     ModeSpec(
         "4",
@@ -49,7 +53,7 @@ MODES = (
         MODE_STEMS["4"],
         f"{_NEURAL} Drums, bass and other: signal processing on the instrumental "
         "(harmonic/percussive split, low band for bass) — rough, with bleed between them: "
-        "≈ 4.4 / 3.3 / 3.4 dB SDR. About 7× real time.",
+        f"≈ 4.5 / 3.3 / 3.8 dB SDR. About {REALTIME_FACTOR['4']:g}× real time.",
     ),
     ModeSpec(
         "6",
@@ -57,7 +61,7 @@ MODES = (
         MODE_STEMS["6"],
         f"{_NEURAL} Drums/bass/other as in 4 stems. Piano and guitar: spectral heuristics "
         "only — very rough, unmeasured (no references); they also pick up other instruments, "
-        "even on tracks without piano or guitar. About 6.5× real time.",
+        f"even on tracks without piano or guitar. About {REALTIME_FACTOR['6']:g}× real time.",
     ),
 )
 
@@ -81,12 +85,7 @@ class LocalProvider:
         )
 
     def estimate(self, request: SeparationRequest) -> Estimate:
-        rtf = REALTIME_FACTOR.get(request.mode, min(REALTIME_FACTOR.values()))
-        return Estimate(
-            credits=0.0,
-            seconds=request.duration_s / rtf,
-            note=f"≈{rtf:g}× real time on 2 CPU cores (measured by bench/engine_speed.py)",
-        )
+        return estimate_request(self.name, request, self.settings)
 
     def run(self, request: SeparationRequest, ctx: RunContext) -> list[SeparatedStem]:
         self.capabilities.mode(request.mode)  # KeyError for an unknown mode: a caller bug
