@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
+from services.compare import Comparisons, LaneSpec
 from services.config import Settings, load_settings
 from services.inputs import InputInfo
 from services.providers.credentials import Credential
@@ -20,6 +22,25 @@ log = logging.getLogger("stemdeck.ui")
 
 STATE_KEY = "stemdeck"
 PERSIST = "session"  # widget values (engine, mode, format…) survive a visit to another page
+
+
+DEFAULT_LANES = (LaneSpec("local", "4"),)
+
+
+@dataclass
+class CompareDraft:
+    """The comparison being set up on Compare, and the one it shows."""
+
+    input: InputInfo | None = None
+    input_error: str | None = None
+    upload_id: str | None = None  # file_id of the last upload ingested
+    example_id: str | None = None  # the bundled example the input came from (it has references)
+    references: dict[str, Path] = field(default_factory=dict)  # stem → reference stem file
+    reference_files: dict[str, tuple[str, InputInfo]] = field(default_factory=dict)
+    """Uploaded reference files by upload file_id: (file name, stored file), ingested once."""
+    lanes: list[LaneSpec] = field(default_factory=lambda: list(DEFAULT_LANES))
+    comparison_id: str | None = None  # shown when the URL names none
+    revealed: set[str] = field(default_factory=set)  # comparisons whose blind round is revealed
 
 
 @dataclass
@@ -34,6 +55,7 @@ class AppState:
     notice: str | None = None  # why a button callback failed; shown once, then cleared
     keys: dict[str, Credential] = field(default_factory=dict)
     """Keys/base URLs typed on Settings for this browser session only (repr is masked)."""
+    compare: CompareDraft = field(default_factory=CompareDraft)
 
     def session_key(self, provider: str) -> Credential | None:
         return self.keys.get(provider)
@@ -80,3 +102,19 @@ def get_runtime() -> Runtime:
     runtime = runtime_for(repr(settings), settings)
     runtime.set_secrets(_secrets())
     return runtime
+
+
+def _close(comparisons: Comparisons) -> None:
+    comparisons.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_close)
+def comparisons_for(key: str, _runtime: Runtime) -> Comparisons:
+    """One Comparisons service per runtime (``key`` names the runtime's settings and identity)."""
+    return Comparisons(_runtime)
+
+
+def get_comparisons() -> Comparisons:
+    """The comparison service next to the shared Runtime."""
+    runtime = get_runtime()
+    return comparisons_for(f"{runtime.settings!r}:{id(runtime)}", runtime)

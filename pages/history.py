@@ -1,27 +1,21 @@
-"""History: every split, newest first, with open / cancel / delete."""
+"""History: stored comparisons and every split, newest first, with open / cancel / delete."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from components import fmt, job_progress, provider_picker
+from components import fmt, job_badge, job_progress, provider_picker
 from components.guard import callback, guarded, show_notice
-from components.navigation import JOB_PARAM, RESULTS, SPLIT
+from components.navigation import COMPARE, JOB_PARAM, RESULTS, SPLIT, comparison_link
 from components.shell import run_page
-from components.state import get_runtime, get_state
+from components.state import get_comparisons, get_runtime, get_state
 from services.audio.formats import ExportFormat
+from services.compare import Comparison, Comparisons
 from services.jobs.model import Job, JobStatus
 from services.runtime import Runtime
 
 LIMIT = 200
 REFRESH_S = 2.0
-BADGE = {
-    JobStatus.QUEUED: ("Queued", "gray", ":material/schedule:"),
-    JobStatus.RUNNING: ("Running", "blue", ":material/autorenew:"),
-    JobStatus.SUCCEEDED: ("Done", "green", ":material/check_circle:"),
-    JobStatus.FAILED: ("Failed", "red", ":material/error:"),
-    JobStatus.CANCELLED: ("Cancelled", "orange", ":material/cancel:"),
-}
 
 
 def describe(runtime: Runtime, job: Job) -> str:
@@ -42,13 +36,12 @@ def _delete(runtime: Runtime, job_id: str) -> None:
 
 
 def row(runtime: Runtime, job: Job) -> None:
-    label, colour, icon = BADGE[job.status]
     with st.container(border=True, key=f"history:{job.id}"):
         name, status, timing, actions = st.columns([4, 1.3, 2, 2.2], vertical_alignment="center")
         name.markdown(f"**{fmt.md(job.spec.input_name)}**")
         name.caption(describe(runtime, job))
         with status:
-            st.badge(label, color=colour, icon=icon)  # type: ignore[arg-type]
+            job_badge.badge(job.status)
         timing.caption(
             f"{fmt.when(job.created_at)}  \nlength {fmt.clock(job.spec.duration_s)}"
             + (f" · took {fmt.span(job.elapsed_s)}" if job.elapsed_s is not None else "")
@@ -82,14 +75,78 @@ def job_list(runtime: Runtime, live: bool) -> None:
         st.caption(f"Showing the newest {LIMIT} splits.")
 
 
+def lane_summary(jobs: list[Job | None]) -> str:
+    """``2 done · 1 failed``: the lanes' states in one line."""
+    counts: dict[str, int] = {}
+    for job in jobs:
+        label = job_badge.BADGE[job.status][0] if job is not None else "Not run"
+        counts[label] = counts.get(label, 0) + 1
+    return " · ".join(f"{n} {label.lower()}" for label, n in counts.items())
+
+
+def comparison_status(jobs: list[Job | None]) -> None:
+    """One badge for the whole comparison (running, all done, or partly done), then counts."""
+    if any(job is not None and not job.status.terminal for job in jobs):
+        job_badge.badge(JobStatus.RUNNING)
+    elif all(job is not None and job.status is JobStatus.SUCCEEDED for job in jobs):
+        job_badge.badge(JobStatus.SUCCEEDED)
+    else:
+        st.badge("Partly done", color="orange", icon=":material/warning:")
+    st.caption(lane_summary(jobs))
+
+
+@callback
+def _delete_comparison(comparison_id: str) -> None:
+    get_comparisons().delete(comparison_id)
+    compare = get_state().compare
+    if compare.comparison_id == comparison_id:
+        compare.comparison_id = None
+
+
+def comparison_row(comparisons: Comparisons, comparison: Comparison) -> None:
+    with st.container(border=True, key=f"history:cmp:{comparison.id}"):
+        name, status, timing, actions = st.columns([4, 1.3, 2, 2.2], vertical_alignment="center")
+        name.markdown(f"**{fmt.md(comparison.input_name)}**")
+        name.caption(" vs ".join(
+            fmt.md(comparisons.label(comparison, i)) for i in range(len(comparison.lanes))
+        ))
+        with status:
+            comparison_status(comparisons.jobs(comparison))
+        timing.caption(f"{fmt.when(comparison.created_at)}  \n"
+                       f"length {fmt.clock(comparison.duration_s)}")
+        with actions, st.container(horizontal=True, horizontal_alignment="right"):
+            comparison_link(comparison.id)
+            with st.popover("Delete", icon=":material/delete:",
+                            key=f"history:cmp:pop:{comparison.id}"):
+                st.markdown("Delete this comparison and its ratings? Its splits stay below.")
+                st.button("Delete for good", type="primary",
+                          key=f"history:cmp:delete:{comparison.id}",
+                          on_click=_delete_comparison, args=(comparison.id,))
+
+
+def comparison_list() -> None:
+    """Stored comparisons (Compare page), each reopenable; nothing at all when there are none."""
+    comparisons = get_comparisons()
+    stored = comparisons.list(LIMIT)
+    if not stored:
+        return
+    st.subheader("Comparisons", anchor=False)
+    for comparison in stored:
+        comparison_row(comparisons, comparison)
+    st.subheader("Splits", anchor=False)
+
+
 def main() -> None:
     runtime = get_runtime()
     st.title("History")
+    show_notice()
+    comparison_list()
     jobs = runtime.list_jobs(limit=LIMIT)
     st.caption("Every split on this server, newest first. Results stay until you delete them.")
     if not jobs:
         st.info("Nothing here yet. Your splits will be listed here.", icon=":material/history:")
         st.page_link(SPLIT, label="Split a song", icon=":material/call_split:")
+        st.page_link(COMPARE, label="Compare providers", icon=":material/compare:")
         return
     live = any(not j.status.terminal for j in jobs)
     st.fragment(guarded(job_list), run_every=REFRESH_S if live else None)(runtime, live)

@@ -15,7 +15,7 @@ def test_app_starts_on_split_without_exception(app):
 
 def test_every_page_renders_without_exception(app):
     app.run()
-    for page in ("pages/results.py", "pages/history.py", "pages/split.py"):
+    for page in ("pages/results.py", "pages/compare.py", "pages/history.py", "pages/split.py"):
         app.switch_page(page).run()
         assert not app.exception, page
 

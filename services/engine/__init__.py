@@ -17,6 +17,7 @@ many short parallel regions took 3–10 s per 36 s chunk with spinning threads, 
 
 import importlib
 import os
+import threading
 from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -35,12 +36,16 @@ _HOME: dict[str, str] = {
     "set_threads": "model",
 }
 __all__ = sorted(_HOME)
+_IMPORT_LOCK = threading.Lock()
+"""One first import at a time: the app's warm-up thread and a job thread may both trigger it;
+a concurrent first import of the torch-backed modules was seen failing with ``KeyError``."""
 
 
 def __getattr__(name: str) -> Any:
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module 'services.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"services.engine.{home}"), name)
-    globals()[name] = value
+    with _IMPORT_LOCK:
+        value = getattr(importlib.import_module(f"services.engine.{home}"), name)
+        globals()[name] = value
     return value
