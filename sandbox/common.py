@@ -5,7 +5,8 @@ auth check and error shapes. This module gives them what every provider needs:
 - a threaded HTTP/1.1 server on a free (or given) port, JSON and multipart helpers;
 - a credit :class:`Ledger`, per-key :class:`RateLimiter`, and a record of every call;
 - fault injection (:class:`Fault`): an HTTP status (429 with ``Retry-After``, 5xx), malformed
-  JSON, a hang (client timeouts), a dropped connection — before or *after* the real handler ran
+  JSON, a 200 whose JSON lacks every field, a hang (client timeouts), a dropped connection or
+  a TCP reset — before or *after* the real handler ran
   (the "charged, then the answer was lost" case); plus ``fail_next`` failed jobs and short or
   zero-lifetime result links (``result_ttl_s``);
 - async jobs with a configurable latency, finished by a background thread that renders stems;
@@ -28,6 +29,8 @@ import logging
 import re
 import secrets
 import shutil
+import socket
+import struct
 import tempfile
 import threading
 import time
@@ -130,7 +133,7 @@ def iso(ts: float) -> str:
 
 # --- faults, ledger, rate limits ---------------------------------------------------------------
 
-FaultKind = Literal["status", "malformed", "hang", "drop"]
+FaultKind = Literal["status", "malformed", "missing", "hang", "drop", "reset"]
 
 
 @dataclass
@@ -148,6 +151,7 @@ class Fault:
     retry_after: float | None = None
     after: bool = False
     hang_s: float = 2.0
+    message: str = "Injected fault"  # e.g. one that echoes the caller's key, as some APIs do
 
 
 @dataclass(frozen=True)
@@ -470,7 +474,9 @@ class Emulator:
             return Response(
                 200, b'{"success": true, "data": {"id": ', {"Content-Type": "application/json"}
             )
-        response = self.error(fault.status, "Injected fault", _code_for(fault.status))
+        if fault.kind == "missing":  # valid JSON, but none of the fields a client reads
+            return json_response(200, {})
+        response = self.error(fault.status, fault.message, _code_for(fault.status))
         if fault.retry_after is not None:
             response.headers["Retry-After"] = f"{fault.retry_after:g}"
         return response
@@ -534,9 +540,10 @@ class Emulator:
             except Exception:  # any render failure becomes a failed job, as at a provider
                 log.exception("%s: rendering job %s failed", self.name, job.id)
                 job.error = "Processing failed"
-            remaining = job.created_at + job.latency_s - time.time()
-            if remaining > 0 and self._stopping.wait(remaining):
-                return
+            # re-read each step: a test may shorten ``job.latency_s`` to finish a job on cue
+            while (remaining := job.created_at + job.latency_s - time.time()) > 0:
+                if self._stopping.wait(min(remaining, 0.1)):
+                    return
             job.done.set()
             if on_done is not None:
                 on_done(job)
@@ -592,9 +599,10 @@ class Emulator:
         response: Response | None
         if fault and fault.kind == "hang":
             self._stopping.wait(fault.hang_s)
-        if fault and fault.kind in ("status", "malformed") and not fault.after:
+        lost = ("drop", "reset")  # kinds that answer nothing at all
+        if fault and fault.kind in ("status", "malformed", "missing") and not fault.after:
             response = self.fault_response(fault)
-        elif fault and fault.kind == "drop" and not fault.after:
+        elif fault and fault.kind in lost and not fault.after:
             response = None
         else:
             try:
@@ -603,7 +611,7 @@ class Emulator:
                 log.exception("%s: handler crashed", self.name)
                 response = self.error(500, "Internal error", "SERVER_ERROR")
             if fault and fault.after:
-                response = None if fault.kind == "drop" else self.fault_response(fault)
+                response = None if fault.kind in lost else self.fault_response(fault)
         with self._lock:
             self.calls.append(
                 Call(
@@ -615,6 +623,11 @@ class Emulator:
             )
         if response is None:
             handler.close_connection = True
+            if fault and fault.kind == "reset":  # SO_LINGER 0: close sends RST, not FIN
+                handler.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                handler.connection.close()
             return
         _write(handler, response)
 
