@@ -17,7 +17,7 @@ import shutil
 import time
 import unicodedata
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -31,6 +31,7 @@ from services.config import Settings
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _NAME_LIMIT = 120
+_FILE_NAME_BYTES = 255
 _FALLBACK_NAME = "audio"
 _STALE_S = 24 * 3600
 
@@ -97,23 +98,34 @@ def find_input(hash: str, settings: Settings) -> InputInfo | None:
 
 
 def display_name(filename: str) -> str:
-    """A user's file name made safe to show: last path component, no control characters."""
-    name = re.split(r"[/\\]", filename or "")[-1]
+    """A user's file name made safe to show: last path component, no control or bidi-override
+    characters, composed accents (macOS sends them decomposed), at most 120 characters."""
+    name = re.split(r"[/\\]", unicodedata.normalize("NFC", filename or ""))[-1]
     name = "".join(c for c in re.sub(r"\s", " ", name) if unicodedata.category(c)[0] != "C")
     name = " ".join(name.split()).strip(" .")
-    if len(name) > _NAME_LIMIT:
-        stem, dot, ext = name.rpartition(".")
-        if dot and 0 < len(ext) <= 8:
-            name = stem[: _NAME_LIMIT - len(ext) - 1] + "." + ext
-        else:
-            name = name[:_NAME_LIMIT]
-    return name or _FALLBACK_NAME
+    return _shorten(name, _NAME_LIMIT, len) or _FALLBACK_NAME
 
 
 def safe_filename(name: str) -> str:
-    """A display name turned into a portable download file name (letters, digits, ``-_.() ``)."""
-    safe = re.sub(r"[^\w\-. ()]", "_", display_name(name)).strip(" ._")
-    return safe or _FALLBACK_NAME
+    """A display name turned into a portable download file name (letters, digits, ``-_.() ``),
+    never hidden, at most 255 bytes of UTF-8 (what common filesystems allow)."""
+    safe = re.sub(r"[^\w\-. ()]", "_", display_name(name)).strip(" .")
+    stem, dot, ext = safe.rpartition(".") if "." in safe else (safe, "", "")
+    if not stem.strip("_ ."):  # nothing readable was left
+        safe = _FALLBACK_NAME + dot + ext
+    return _shorten(safe, _FILE_NAME_BYTES, lambda s: len(s.encode()))
+
+
+def _shorten(name: str, limit: int, size: Callable[[str], int]) -> str:
+    """``name`` cut to ``limit`` as ``size`` measures it, keeping a short extension."""
+    if size(name) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not (dot and 0 < len(ext) <= 8):
+        stem, dot, ext = name, "", ""
+    while stem and size(stem + dot + ext) > limit:
+        stem = stem[:-1]
+    return stem + dot + ext
 
 
 def _adopt(

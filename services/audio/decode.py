@@ -35,6 +35,10 @@ MIN_DURATION_S = 0.5
 # Peak level under which a whole file counts as silent (-60 dBFS: dither and encoder noise sit
 # far below it, any audible recording far above it).
 SILENCE_PEAK = 10 ** (-60 / 20)
+# Largest sample magnitude decoding passes on (+24 dBFS). Float WAV stems legitimately exceed
+# ±1 a little; a corrupt float file can hold NaN, ±inf or 1e38, which would poison every later
+# computation, so non-finite samples become 0 and the rest is clipped here.
+MAX_SAMPLE = 16.0
 
 FORMAT_LABELS = {
     "wav": "WAV",
@@ -51,6 +55,8 @@ SUPPORTED = "MP3, WAV, FLAC, Ogg/Opus, M4A/AAC, AIFF or WebM"
 # Counting decodes (duration, head and tail checks) run at a low rate: only frames are counted.
 _COUNT_RATE = 8000
 _WINDOW_S = 2.0
+# Audio decoding past the declared end by more than this means the header under-states it.
+_OVERRUN_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +249,7 @@ def probe(path: Path, settings: Settings) -> AudioInfo:
     duration = stream.duration_s
     if duration is None or estimated:
         # The container does not state its length: measure it, but never past the limit.
-        duration = _decoded_seconds(path, 0.0, settings.max_duration_s + 1)
+        duration = _measured_length(path, settings)
     if duration > settings.max_duration_s:
         raise InputRejected(
             f"The audio is {clock(duration)} long; the limit is {clock(settings.max_duration_s)}."
@@ -257,10 +263,24 @@ def probe(path: Path, settings: Settings) -> AudioInfo:
             f"The audio is only {duration:.2f} s long; at least {MIN_DURATION_S:g} s is needed."
         )
     if not estimated:
+        # Decode past the declared end too: chained Ogg streams or appended FLAC decode far
+        # beyond what the header states, which would slip past the duration limit.
         start = max(0.0, duration - _WINDOW_S)
-        if _decoded_seconds(path, start, _WINDOW_S) < 0.25 * (duration - start):
+        tail = _decoded_seconds(path, start, 2 * _WINDOW_S)
+        if tail < 0.25 * (duration - start):
             raise InputRejected(_TRUNCATED)
+        if start + tail > duration + _OVERRUN_S:
+            duration = _measured_length(path, settings)
     return AudioInfo(fmt, stream.codec, duration, stream.sample_rate, stream.channels, size)
+
+
+def _measured_length(path: Path, settings: Settings) -> float:
+    """Seconds that really decode, measured up to just past the limit (refused beyond it)."""
+    seconds = _decoded_seconds(path, 0.0, settings.max_duration_s + 1)
+    if seconds > settings.max_duration_s:
+        limit = clock(settings.max_duration_s)
+        raise InputRejected(f"The audio is longer than {limit}; the limit is {limit}.")
+    return seconds
 
 
 def check_size(size: int, settings: Settings) -> None:
@@ -401,7 +421,7 @@ def iter_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
             if got == 0:
                 break
             produced += got
-            yield block[:got]
+            yield _finite(block[:got])
             if got < block_frames:
                 break
         if proc.wait() != 0 or produced == 0:
@@ -424,7 +444,7 @@ def load(path: Path) -> np.ndarray:
         assert proc.stdout is not None
         while True:
             if frames == len(buf):  # the header under-stated the length: grow by a quarter
-                buf = np.resize(buf, (len(buf) + len(buf) // 4 + SAMPLE_RATE, CHANNELS))
+                buf = _grown(buf, len(buf) + len(buf) // 4 + SAMPLE_RATE)
             with memoryview(buf[frames:]).cast("B") as view:
                 got = _readinto_full(proc.stdout, view) // frame_bytes
             frames += got
@@ -433,7 +453,21 @@ def load(path: Path) -> np.ndarray:
         if proc.wait() != 0 or frames == 0:
             raise _undecodable()
     buf.resize((frames, CHANNELS), refcheck=False)  # shrinks in place, no copy
-    return buf
+    return _finite(buf)
+
+
+def _grown(buf: np.ndarray, frames: int) -> np.ndarray:
+    """A larger buffer owning its memory (``np.resize`` returns a view, which the final
+    in-place ``resize`` refuses), holding ``buf``'s samples first."""
+    grown = np.empty((frames, CHANNELS), dtype=np.float32)
+    grown[: len(buf)] = buf
+    return grown
+
+
+def _finite(samples: np.ndarray) -> np.ndarray:
+    """``samples`` with NaN/±inf zeroed and magnitudes clipped to MAX_SAMPLE, in place."""
+    np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(samples, -MAX_SAMPLE, MAX_SAMPLE, out=samples)
 
 
 # --- formatting -----------------------------------------------------------------------------

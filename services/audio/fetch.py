@@ -15,7 +15,8 @@ name that resolves to the same IP.
 
 Limits: the size limit counts the bytes actually received (after any content decoding), so a
 missing or lying ``Content-Length`` cannot bypass it; each read waits at most
-``fetch_timeout_s`` and the whole download at most ``TOTAL_TIMEOUT_FACTOR`` times that.
+``fetch_timeout_s`` and the whole fetch (every hop, headers included) at most
+``TOTAL_TIMEOUT_FACTOR`` times that: a server trickling bytes has its connection shut down.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,9 @@ WEB_PAGE = (
 )
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# host, port → the addresses it stands for (tests pass their own to make names resolve anywhere)
+Resolver = Callable[[str, int], Iterable[str]]
+TOO_SLOW = "The download took too long and was stopped."
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +86,15 @@ class _Target:
     addresses: tuple[IPAddress, ...]
 
 
-def guard_url(url: str, trusted: Iterable[str] = ()) -> None:
+def guard_url(url: str, trusted: Iterable[str] = (), resolver: Resolver | None = None) -> None:
     """Raise FetchError if ``url`` is not http(s) or its host is a forbidden address."""
-    _check(url, _normalise_trusted(trusted))
+    _check(url, _normalise_trusted(trusted), resolver or system_resolver)
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The operating system's answer for ``host`` (every address family)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 def is_forbidden(ip: IPAddress) -> bool:
@@ -103,6 +114,7 @@ def fetch_url(
     settings: Settings,
     client: httpx.Client | None = None,
     trusted: Iterable[str] = (),
+    resolver: Resolver | None = None,
 ) -> FetchedFile:
     """Download ``url`` into ``dest_dir`` within the settings' limits; FetchError on any failure."""
     allowed = _normalise_trusted(trusted)
@@ -110,11 +122,12 @@ def fetch_url(
     if client is None:
         client = httpx.Client(trust_env=False, follow_redirects=False)
     timeout = settings.fetch_timeout_s
+    deadline = _Deadline(timeout * TOTAL_TIMEOUT_FACTOR)
     try:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            target = _check(current, allowed)
-            with _send(client, target, timeout) as response:
+            target = _check(current, allowed, resolver or system_resolver)
+            with _send(client, target, timeout, deadline) as response:
                 if response.status_code in _REDIRECTS:
                     location = response.headers.get("location")
                     if not location:
@@ -126,15 +139,63 @@ def fetch_url(
                     continue
                 if response.status_code != 200:
                     raise FetchError(_status_message(response.status_code))
-                return _download(response, target.url, Path(dest_dir), settings)
+                return _download(response, target.url, Path(dest_dir), settings, deadline)
         raise FetchError(f"The URL redirects too many times (more than {MAX_REDIRECTS}).")
     except httpx.TimeoutException:
         raise FetchError(f"The server did not respond within {timeout:g} seconds.") from None
     except (httpx.HTTPError, httpx.InvalidURL):
+        if deadline.passed:  # the deadline shut the connection down
+            raise FetchError(TOO_SLOW) from None
         raise FetchError("The download failed: the connection was refused or broken.") from None
     finally:
+        deadline.cancel()
         if own:
             client.close()
+
+
+class _Deadline:
+    """The whole fetch's time limit, kept even while a server trickles bytes (read timeouts
+    never fire then): when it passes, every connection opened so far is shut down, which wakes
+    the blocked read. Connections are learnt from httpcore's ``trace`` request extension."""
+
+    def __init__(self, seconds: float) -> None:
+        self._at = time.monotonic() + seconds
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    @property
+    def passed(self) -> bool:
+        return self._expired or time.monotonic() >= self._at
+
+    def trace(self, event: str, info: dict) -> None:
+        if event != "connection.connect_tcp.complete":
+            return
+        sock = info["return_value"].get_extra_info("socket")
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self._expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    """Wake any read blocked on ``sock`` (a closed socket raises, which is fine)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _normalise_trusted(trusted: Iterable[str]) -> frozenset[str]:
@@ -156,7 +217,7 @@ def _ascii_host(url: httpx.URL) -> str:
     return url.raw_host.decode("ascii")
 
 
-def _check(url: str | httpx.URL, trusted: frozenset[str]) -> _Target:
+def _check(url: str | httpx.URL, trusted: frozenset[str], resolver: Resolver) -> _Target:
     """Parse, check the scheme, resolve, and refuse forbidden addresses (unless trusted)."""
     try:
         parsed = httpx.URL(url)
@@ -169,7 +230,7 @@ def _check(url: str | httpx.URL, trusted: frozenset[str]) -> _Target:
     if parsed.userinfo:
         raise FetchError("URLs with a user name or password are not supported.")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    addresses = _resolve(_ascii_host(parsed), port, shown=parsed.host)
+    addresses = _resolve(_ascii_host(parsed), port, parsed.host, resolver)
     if _key(parsed) not in trusted and any(is_forbidden(ip) for ip in addresses):
         raise FetchError(
             f"Refused: {parsed.host} points to a local, private or reserved network address."
@@ -177,7 +238,7 @@ def _check(url: str | httpx.URL, trusted: frozenset[str]) -> _Target:
     return _Target(parsed, addresses)
 
 
-def _resolve(host: str, port: int, shown: str) -> tuple[IPAddress, ...]:
+def _resolve(host: str, port: int, shown: str, resolver: Resolver) -> tuple[IPAddress, ...]:
     """Every address ``host`` stands for; numeric spellings never reach DNS.
 
     ``shown`` is the host as the user wrote it, for the error message.
@@ -191,21 +252,24 @@ def _resolve(host: str, port: int, shown: str) -> tuple[IPAddress, ...]:
         with contextlib.suppress(OSError):
             return (ipaddress.IPv4Address(socket.inet_aton(host)),)
     try:
-        infos = socket.getaddrinfo(host.rstrip("."), port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+        answers = list(resolver(host.rstrip("."), port))
+    except (OSError, UnicodeError):
         raise FetchError(f"The host {shown} could not be found.") from None
-    found = dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
+    found = dict.fromkeys(ipaddress.ip_address(str(ip).split("%")[0]) for ip in answers)
     if not found:
         raise FetchError(f"The host {shown} could not be found.")
     return tuple(found)
 
 
 @contextlib.contextmanager
-def _send(client: httpx.Client, target: _Target, timeout: float) -> Iterator[httpx.Response]:
+def _send(
+    client: httpx.Client, target: _Target, timeout: float, deadline: _Deadline
+) -> Iterator[httpx.Response]:
     """GET ``target`` from the checked addresses only, trying them in order."""
     headers = {**_HEADERS, "Host": target.url.netloc.decode("ascii")}
-    https = target.url.scheme == "https"
-    extensions = {"sni_hostname": _ascii_host(target.url)} if https else {}
+    extensions: dict[str, object] = {"trace": deadline.trace}
+    if target.url.scheme == "https":
+        extensions["sni_hostname"] = _ascii_host(target.url)
     last: httpx.ConnectError | None = None
     for ip in target.addresses:
         request = client.build_request(
@@ -230,7 +294,11 @@ def _send(client: httpx.Client, target: _Target, timeout: float) -> Iterator[htt
 
 
 def _download(
-    response: httpx.Response, url: httpx.URL, dest_dir: Path, settings: Settings
+    response: httpx.Response,
+    url: httpx.URL,
+    dest_dir: Path,
+    settings: Settings,
+    deadline: _Deadline,
 ) -> FetchedFile:
     """Stream the body to disk, enforcing type, size and the total deadline."""
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -239,7 +307,6 @@ def _download(
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise FetchError(_too_large(limit))
-    deadline = time.monotonic() + settings.fetch_timeout_s * TOTAL_TIMEOUT_FACTOR
     dest_dir.mkdir(parents=True, exist_ok=True)
     name = f"download-{uuid.uuid4().hex}"
     part = dest_dir / f"{name}.part"
@@ -250,13 +317,15 @@ def _download(
                 size += len(chunk)
                 if size > limit:
                     raise FetchError(_too_large(limit))
-                if time.monotonic() > deadline:
-                    raise FetchError("The download took too long and was stopped.")
+                if deadline.passed:
+                    raise FetchError(TOO_SLOW)
                 if container is None:
                     head += chunk[: HEAD_BYTES - len(head)]
                     if len(head) >= HEAD_BYTES:
                         container = _sniff_or_refuse(head)
                 out.write(chunk)
+        if deadline.passed:  # a body cut short by the deadline can look complete
+            raise FetchError(TOO_SLOW)
         if size == 0:
             raise FetchError("The URL returned an empty file.")
         container = container or _sniff_or_refuse(head)
