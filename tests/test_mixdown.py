@@ -7,6 +7,7 @@ block-wise sum, soundfile/ffmpeg encode), then compared with values computed her
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.audio.formats import ExportFormat
+from services.inputs import safe_filename
 from services.mixdown import (
     BLOCK_FRAMES,
     CEILING_DBFS,
@@ -291,3 +293,29 @@ def test_malformed_browser_reports_are_ignored(raw):
     from components.mixer.state import MixerState
 
     assert MixerState.parse(raw) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd.wav",
+        "..\\..\\Windows\\evil.wav",
+        "nul\x00byte\r\n.wav",
+        "\u202egnp.wav",
+        "ü" * 200 + ".wav",
+        unicodedata.normalize("NFD", "Ünïcode café.wav"),
+        "..",
+    ],
+    ids=["traversal", "windows", "control", "rtl", "long", "nfd", "dots"],
+)
+def test_mix_download_names_are_safe_file_names(name):
+    from components.mixer.download import mix_file_name
+    from services.jobs.model import Job, JobSpec
+
+    job = Job("j1", JobSpec("0" * 64, name, 2.0, "local", "4stem"))
+    saved = mix_file_name(job, "karaoke", "mp3")
+    assert saved == safe_filename(saved)  # already in the portable form
+    assert not set(saved) & set("/\\\x00\r\n\u202e")
+    assert unicodedata.is_normalized("NFC", saved)
+    assert len(saved.encode()) <= 255 and saved.endswith(".mp3")
+    assert not saved.startswith(".")

@@ -15,7 +15,7 @@ import streamlit as st
 
 from components import format_picker
 from components.mixer.state import MixerState
-from components.stem_card import MIME
+from components.stem_card import MIME, download_name
 from services import stems
 from services.audio.formats import ExportFormat
 from services.errors import StemDeckError
@@ -55,8 +55,7 @@ def download_area(job: Job, runtime: Runtime, state: MixerState | None, *, key: 
                 data=functools.partial(
                     _render_mix, files, lanes, runtime.workspace(job.id) / MIXES_DIR, choice, fmt
                 ),
-                file_name=f"{Path(job.spec.input_name).stem} - {_file_label(choice)}"
-                f".{fmt.extension}",
+                file_name=mix_file_name(job, choice, fmt.extension),
                 mime=MIME[fmt.container],
                 icon=":material/download:",
                 type="primary",
@@ -76,6 +75,11 @@ def _lanes_for(
         return PRESETS[choice](names)
     reported = state.settings() if state else {}
     return {stem: reported.get(stem, LaneSettings()) for stem in names}
+
+
+def mix_file_name(job: Job, choice: str, extension: str) -> str:
+    """``My Song - karaoke.mp3``, whatever the input was called (a name like ``../x`` too)."""
+    return download_name(job, _file_label(choice), extension)
 
 
 def _file_label(choice: str) -> str:

@@ -11,7 +11,8 @@ name (httpx's ``sni_hostname`` extension, also used for certificate verification
 name, so a resolver that answers differently a second time never gets asked. This works with any
 ``httpx.Client`` a caller passes, because it only shapes the request. Requests say
 ``Connection: close`` so no pooled connection, verified for one host name, is reused for another
-name that resolves to the same IP.
+name that resolves to the same IP. :func:`check_url` and :func:`open_pinned` expose the same
+two steps to provider result downloads (``services/providers/remote.py``).
 
 Limits: the size limit counts the bytes actually received (after any content decoding), so a
 missing or lying ``Content-Length`` cannot bypass it; each read waits at most
@@ -27,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,6 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _HEADERS = {
     "Accept": "audio/*, application/octet-stream;q=0.9, */*;q=0.1",
     "Accept-Encoding": "identity",
-    # Never leave a pooled connection behind: one verified for host A's name must not be reused
-    # for host B's request to the same IP.
-    "Connection": "close",
     "User-Agent": "StemDeck (audio fetch)",
 }
 WEB_PAGE = (
@@ -81,14 +79,57 @@ class FetchedFile:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
+    """A URL that passed the guard, with the addresses it was checked at: connect only to these."""
+
     url: httpx.URL
     addresses: tuple[IPAddress, ...]
 
 
 def guard_url(url: str, trusted: Iterable[str] = (), resolver: Resolver | None = None) -> None:
     """Raise FetchError if ``url`` is not http(s) or its host is a forbidden address."""
-    _check(url, _normalise_trusted(trusted), resolver or system_resolver)
+    check_url(url, trusted, resolver)
+
+
+def check_url(url: str, trusted: Iterable[str] = (), resolver: Resolver | None = None) -> Target:
+    """Guard ``url`` (FetchError if refused) and keep the addresses checked, for
+    :func:`open_pinned`. ``trusted`` ``host:port`` entries may resolve anywhere."""
+    return _check(url, _normalise_trusted(trusted), resolver or system_resolver)
+
+
+def open_pinned(
+    client: httpx.Client,
+    target: Target,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, object] | None = None,
+    timeout: httpx.Timeout | None = None,
+) -> httpx.Response:
+    """A streamed GET of ``target`` sent to its checked addresses only, in order (a refused
+    connection tries the next); the caller closes the response. Redirects are not followed.
+
+    The URL's host becomes the IP while ``Host`` and the TLS server name keep the real name, so
+    no second DNS answer is ever used. ``Connection: close``: a pooled connection verified for
+    one name must not carry another name's request to the same IP.
+    """
+    sent = {**(headers or {}), "Host": target.url.netloc.decode("ascii"), "Connection": "close"}
+    ext = dict(extensions or {})
+    if target.url.scheme == "https":
+        ext["sni_hostname"] = _ascii_host(target.url)
+    last: httpx.ConnectError | None = None
+    for ip in target.addresses:
+        request = client.build_request(
+            "GET",
+            target.url.copy_with(host=str(ip)),
+            headers=sent,
+            extensions=ext,
+            timeout=timeout or httpx.USE_CLIENT_DEFAULT,
+        )
+        try:
+            return client.send(request, stream=True, follow_redirects=False)
+        except httpx.ConnectError as exc:
+            last = exc
+    assert last is not None
+    raise last
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -217,7 +258,7 @@ def _ascii_host(url: httpx.URL) -> str:
     return url.raw_host.decode("ascii")
 
 
-def _check(url: str | httpx.URL, trusted: frozenset[str], resolver: Resolver) -> _Target:
+def _check(url: str | httpx.URL, trusted: frozenset[str], resolver: Resolver) -> Target:
     """Parse, check the scheme, resolve, and refuse forbidden addresses (unless trusted)."""
     try:
         parsed = httpx.URL(url)
@@ -235,7 +276,7 @@ def _check(url: str | httpx.URL, trusted: frozenset[str], resolver: Resolver) ->
         raise FetchError(
             f"Refused: {parsed.host} points to a local, private or reserved network address."
         )
-    return _Target(parsed, addresses)
+    return Target(parsed, addresses)
 
 
 def _resolve(host: str, port: int, shown: str, resolver: Resolver) -> tuple[IPAddress, ...]:
@@ -263,34 +304,16 @@ def _resolve(host: str, port: int, shown: str, resolver: Resolver) -> tuple[IPAd
 
 @contextlib.contextmanager
 def _send(
-    client: httpx.Client, target: _Target, timeout: float, deadline: _Deadline
+    client: httpx.Client, target: Target, timeout: float, deadline: _Deadline
 ) -> Iterator[httpx.Response]:
-    """GET ``target`` from the checked addresses only, trying them in order."""
-    headers = {**_HEADERS, "Host": target.url.netloc.decode("ascii")}
-    extensions: dict[str, object] = {"trace": deadline.trace}
-    if target.url.scheme == "https":
-        extensions["sni_hostname"] = _ascii_host(target.url)
-    last: httpx.ConnectError | None = None
-    for ip in target.addresses:
-        request = client.build_request(
-            "GET",
-            target.url.copy_with(host=str(ip)),
-            headers=headers,
-            extensions=extensions,
-            timeout=httpx.Timeout(timeout),
-        )
-        try:
-            response = client.send(request, stream=True, follow_redirects=False)
-        except httpx.ConnectError as exc:
-            last = exc
-            continue
-        try:
-            yield response
-        finally:
-            response.close()
-        return
-    assert last is not None
-    raise last
+    """GET ``target`` from the checked addresses only, under the whole fetch's deadline."""
+    response = open_pinned(
+        client, target, _HEADERS, {"trace": deadline.trace}, httpx.Timeout(timeout)
+    )
+    try:
+        yield response
+    finally:
+        response.close()
 
 
 def _download(

@@ -10,8 +10,9 @@ the rest the same way for every provider:
 - polling keeps the provider's cadence and stops at an overall deadline that grows with the
   track length; every poll reports progress, which is where a cancel lands;
 - result files are downloaded at once (URLs expire) into ``workspace/raw``, each through the
-  address guard — only the configured base URL's host:port is trusted — with manual redirects
-  and a size cap; an expired URL is refreshed by polling once more, then fails clearly;
+  address guard — only the configured base URL's host:port is trusted — with manual redirects,
+  each hop resolved once and connected to the address checked (no DNS rebinding), and a size
+  cap; an expired URL is refreshed by polling once more, then fails clearly;
 - stems are normalised by name; ``instrumental`` and a residual ``other`` the provider does not
   make are mixed locally, block by block.
 """
@@ -25,7 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 from urllib.parse import urljoin, urlsplit
@@ -35,11 +36,21 @@ import numpy as np
 import soundfile as sf
 
 from services import stems as stem_names
-from services.audio.decode import SAMPLE_RATE, iter_blocks
-from services.audio.fetch import guard_url
+from services.audio.decode import (
+    HEAD_BYTES,
+    SAMPLE_RATE,
+    clock,
+    describe_non_audio,
+    iter_blocks,
+    probe,
+    sniff,
+)
+from services.audio.fetch import Resolver, Target, check_url, open_pinned
+from services.audio.ffmpeg import header_report, parse_report
 from services.config import Settings
 from services.errors import (
     FetchError,
+    InputRejected,
     MalformedResponse,
     ProviderError,
     ProviderTimeout,
@@ -67,6 +78,11 @@ MIX_BLOCK_FRAMES = SAMPLE_RATE * 10
 # A stem can never be bigger than 48 kHz float32 stereo of the source's length (plus headers).
 MAX_BYTES_PER_AUDIO_S = 48_000 * 2 * 4
 RESULT_SLACK_BYTES = 16 * 1024 * 1024
+# A stem is as long as its input; a result much longer (or at an absurd rate: a few KB declaring
+# 1 Hz decode to hours at 44.1 kHz) is refused before anything decodes it.
+RESULT_LENGTH_FACTOR = 1.5
+RESULT_LENGTH_SLACK_S = 10.0
+RESULT_RATES_HZ = (8_000, 384_000)
 AUDIO_SUFFIXES = {"wav", "mp3", "flac", "ogg", "m4a", "aac", "aiff", "opus", "webm"}
 CONTENT_TYPES = {
     "wav": "audio/wav",
@@ -160,6 +176,7 @@ class RemoteProvider:
     poll_interval_s: float = 2.0
     base_deadline_s: float = 300.0  # plus one second per second of audio, at most max
     max_deadline_s: float = 1800.0
+    resolver: Resolver | None = None
 
     def __init__(
         self,
@@ -229,10 +246,11 @@ class RemoteProvider:
         """Result and upload URLs on the configured API host:port pass the address guard."""
         return (host_port(self.base_url),)
 
-    def guard(self, url: str) -> None:
-        """The address guard for a URL the provider handed us (upload or result)."""
+    def guard(self, url: str) -> Target:
+        """The address guard for a URL the provider handed us (upload or result); the target
+        keeps the addresses checked, so a download connects to those and never asks DNS again."""
         try:
-            guard_url(url, self.trusted)
+            return check_url(url, self.trusted, self.resolver)
         except FetchError as exc:
             message = f"{self.display} sent a link StemDeck will not follow: {exc}"
             raise ProviderError(message) from exc
@@ -374,7 +392,9 @@ class RemoteProvider:
                     if stem in files:
                         continue
                     ctx.progress(ProgressEvent(0.8 + 0.15 * done / len(urls), "downloading stems"))
-                    files[stem] = (raw, self.download(url, raw_dir / stem, deadline, max_bytes))
+                    path = self.download(url, raw_dir / stem, deadline, max_bytes)
+                    self.check_result(path, request, max_bytes)
+                    files[stem] = (raw, path)
                 return files
             except ResultExpired:
                 if refreshed:
@@ -387,15 +407,18 @@ class RemoteProvider:
         """One result file, guarded at every redirect hop, streamed to disk with a size cap."""
         tmp = dest_stem.with_name(dest_stem.name + ".part")
         for _hop in range(MAX_REDIRECTS + 1):
-            self.guard(url)
+            target = self.guard(url)  # resolved once per hop; every retry reuses the answer
 
-            def attempt(target: str = url) -> httpx.Response:
-                with self.client.stream("GET", target) as response:
+            def attempt(target: Target = target) -> httpx.Response:
+                response = open_pinned(self.client, target)
+                try:
                     if response.is_success:
                         _write_capped(response, tmp, max_bytes, self.display)
                     else:
                         response.read()
                     return response
+                finally:
+                    response.close()
 
             response = retry.send(
                 attempt,
@@ -421,6 +444,36 @@ class RemoteProvider:
             tmp.replace(dest)
             return dest
         raise MalformedResponse(f"{self.display} redirected a result file too many times.")
+
+    def check_result(self, path: Path, request: SeparationRequest, max_bytes: int) -> None:
+        """Refuse a result that is not audio, or whose length or rate makes decoding it (in the
+        mix, export and preview) unbounded: the header is read before any decode."""
+        bad = f"{self.display} sent a result file that"
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        if sniff(head) is None:
+            what = describe_non_audio(head)
+            raise MalformedResponse(
+                f"{bad} is not audio{f' (it looks like {what})' if what else ''}."
+            )
+        stream = parse_report(header_report(path))
+        if stream is None:
+            raise MalformedResponse(f"{bad} cannot be decoded.")
+        low, high = RESULT_RATES_HZ
+        if not low <= stream.sample_rate <= high:
+            raise MalformedResponse(
+                f"{bad} declares an implausible rate ({stream.sample_rate} Hz)."
+            )
+        bound = request.duration_s * RESULT_LENGTH_FACTOR + RESULT_LENGTH_SLACK_S
+        if stream.duration_s is not None and stream.duration_s > bound:
+            raise MalformedResponse(
+                f"{bad} is {clock(stream.duration_s)} long, for a "
+                f"{clock(request.duration_s)} track."
+            )
+        try:  # what the header does not state (or under-states) is measured, up to the bound
+            probe(path, replace(self.settings, max_duration_s=bound, max_upload_bytes=max_bytes))
+        except InputRejected as exc:
+            raise MalformedResponse(f"{bad} is not usable audio: {exc.user_message}") from None
 
     def assemble(
         self,
