@@ -73,7 +73,7 @@ def test_basic_imports_the_upload_by_url_then_splits(provider, emu, upload, song
     assert emu.ledger.charges == [(f"upload:{clip_id}", 2.0), (task_id, 15)]
     assert run.facts["clip_id"] == clip_id and run.facts["remote_id"] == task_id
     statuses = [c.status for c in emu.calls if c.path.startswith("/api/v1/sonic/task/")]
-    assert statuses[0] == 202 and statuses[-1] == 200  # not_ready first
+    assert statuses and statuses[-1] == 200  # 202 not_ready first: see the running-clips test
 
 
 def test_full_returns_twelve_named_stems(provider, emu, upload, song, job) -> None:
