@@ -40,16 +40,8 @@ if str(ROOT) not in sys.path:
 from services.jobs.model import JobStatus  # noqa: E402
 from services.jobs.store import JobStore  # noqa: E402
 from tests.audiogen import bass_like, drum_like, mix, tone, vocal_like, write  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as tests/browser/conftest.py
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STARTUP_S = 120.0
 SAMPLE_EVERY_S = 0.5
 IDLE_PAUSE_S = 1.0
@@ -274,7 +266,7 @@ async def drive(
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         done = asyncio.Event()
         idle = asyncio.create_task(idle_session(browser, url, done, report))
         started = time.monotonic()

@@ -20,15 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: make the repo's packages importable
     sys.path.insert(0, str(ROOT))
 
 from sandbox import __main__ as sandbox  # noqa: E402
 from tests.audiogen import bass_like, drum_like, mix, vocal_like, write  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, is_healthy  # noqa: E402
 
 SHOTS = ("split", "results", "compare", "blind")
 VIEWPORT = {"width": 1440, "height": 1000}
@@ -72,11 +70,8 @@ def running_sandbox(data_dir: Path) -> Iterator[str]:
 def _wait_healthy(url: str) -> None:
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if is_healthy(url):
+            return
         time.sleep(0.3)
     raise SystemExit(f"the sandbox app at {url} did not start within {STARTUP_S:.0f} s")
 

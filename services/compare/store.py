@@ -16,6 +16,7 @@ from typing import Any
 from services.compare.model import Comparison, LaneSpec, Rating
 from services.errors import StemDeckError
 from services.metrics import LaneFigures
+from services.sqlite import connect
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS comparisons ("
@@ -42,12 +43,7 @@ class CompareStore:
         self.path = path
         self._lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._conn.execute("PRAGMA busy_timeout = 10000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn = connect(path)
             for statement in _SCHEMA:
                 self._conn.execute(statement)
         except (sqlite3.DatabaseError, OSError) as exc:

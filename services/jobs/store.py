@@ -17,6 +17,7 @@ from typing import Any
 
 from services.errors import StemDeckError
 from services.jobs.model import Artifact, Job, JobSpec, JobStatus
+from services.sqlite import connect
 
 # One tuple of statements per schema version; never edit a released step, append a new one.
 # (Plain statements, not executescript(), which would commit the migration transaction early.)
@@ -99,13 +100,7 @@ class JobStore:
         self.path = path
         self._lock = threading.RLock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                path, timeout=10.0, check_same_thread=False, isolation_level=None
-            )
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA busy_timeout = 10000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn = connect(path)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._close_quietly()

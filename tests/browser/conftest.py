@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sandbox.__main__ import app_env, free_port, start_emulators
 from tests.conftest import pick_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,18 +79,34 @@ def streamlit_server(tmp_path: Path) -> Iterator[Callable[..., str]]:
                 proc.wait()
 
 
+def is_healthy(url: str) -> bool:
+    """Streamlit's own health endpoint answers 200 once the server accepts sessions."""
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"streamlit exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if is_healthy(url):
+            return
         time.sleep(0.3)
     pytest.fail(f"streamlit did not become healthy:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.fixture
+def sandbox_server(streamlit_server, data_dir: Path) -> Iterator[str]:
+    """The app wired to fresh provider emulators, as ``python -m sandbox`` wires it."""
+    emulators, env = start_emulators(latency_s=0.5)
+    try:
+        yield streamlit_server("app.py", app_env(env, data_dir, free_port()))
+    finally:
+        for emulator in emulators.values():
+            emulator.stop()
 
 
 @pytest.fixture

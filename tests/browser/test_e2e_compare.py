@@ -4,12 +4,7 @@ an emulated AIStemSplitter) on the bundled example, with the quality figures rea
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from sandbox.__main__ import app_env, free_port, start_emulators
 from tests.browser.compare_driver import run_comparison
 from tests.browser.conftest import needs_chromium
 
@@ -18,16 +13,6 @@ pytestmark = needs_chromium
 JOB_TIMEOUT_MS = 240_000
 DB = re.compile(r"^-?\d+\.\d dB$")
 LANES = (("local", 2), ("aistemsplitter", 4))  # local 2-stem: the quickest local lane
-
-
-@pytest.fixture
-def sandbox_server(streamlit_server, data_dir: Path) -> Iterator[str]:
-    emulators, env = start_emulators(latency_s=0.5)
-    try:
-        yield streamlit_server("app.py", app_env(env, data_dir, free_port()))
-    finally:
-        for emulator in emulators.values():
-            emulator.stop()
 
 
 def test_a_two_lane_comparison_shows_figures_for_both_lanes(

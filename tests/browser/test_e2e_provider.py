@@ -3,27 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from sandbox.__main__ import app_env, free_port, start_emulators
 from tests.browser.conftest import needs_chromium
 
 pytestmark = needs_chromium
 
 JOB_TIMEOUT_MS = 90_000
-
-
-@pytest.fixture
-def sandbox_server(streamlit_server, data_dir: Path) -> Iterator[str]:
-    emulators, env = start_emulators(latency_s=0.5)
-    try:
-        yield streamlit_server("app.py", app_env(env, data_dir, free_port()))
-    finally:
-        for emulator in emulators.values():
-            emulator.stop()
 
 
 def test_a_sandbox_split_with_a_provider_reaches_results(
