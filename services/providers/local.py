@@ -28,11 +28,10 @@ from services.providers.base import (
 
 BLOCK_FRAMES = 10 * decode.SAMPLE_RATE
 MODEL_SHARE = 0.03  # progress share of the (first-time) model load
-# Real-time factors (audio seconds per wall second), 3-minute input, 2 shared CPU cores: the
-# session-1 figures of bench/engine_speed.py (11 / 7 / 6.5) times the smaller new/old CPU-time
-# ratio measured interleaved in session 2 (2 stems 1.23, 4 stems 1.04, 6 stems not measured: the
-# 4-stem ratio assumed; bench/README.md), rounded down. Estimates, not promises.
-REALTIME_FACTOR: dict[str, float] = {"2": 13.0, "4": 7.0, "6": 6.5}
+# Real-time factors (audio seconds per wall second), 3-minute input, 2 CPU cores, measured by
+# bench/engine_speed.py on a quiet machine at the end of session 2 (14.9 / 9.4 / 7.8; figures in
+# bench/README.md), rounded down. Estimates, not promises.
+REALTIME_FACTOR: dict[str, float] = {"2": 14.0, "4": 9.0, "6": 7.5}
 PROVIDER_STEM = {"instrumental": "accompaniment"}  # Spleeter's own name, kept for transparency
 
 # Quality figures: mean SDR on the benchmark excerpts, measured by bench/quality.py.
