@@ -32,10 +32,9 @@ import psutil
 
 from services.audio.decode import MAX_SAMPLE
 from services.errors import StemDeckError
+from tests import figures
 from tests.audiogen import mix, tone, vocal_like, write
 
-# Lines the terminal-summary hook in tests/conftest.py prints after the run.
-SUMMARY: list[str] = []
 # A case running longer than this counts as hung (a detector for hangs, not a speed check).
 CASE_BOUND_S = 30.0
 AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aiff", ".opus", ".webm")
@@ -398,7 +397,4 @@ class Tally:
 
     def report(self) -> str:
         """The summary line, recorded for the terminal summary, and printed."""
-        line = self.line()
-        SUMMARY.append(line)
-        print(line)
-        return line
+        return figures.report(self.line())

@@ -26,7 +26,8 @@ from services.audio.fetch import FetchedFile, fetch_url, system_resolver
 from services.config import Settings
 from services.errors import FetchError
 from tests.audiogen import tone, write
-from tests.fuzzgen import SUMMARY, message_problem, run_bounded
+from tests.figures import report
+from tests.fuzzgen import message_problem, run_bounded
 from tests.localserver import LocalServer, redirect, reply
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
@@ -297,9 +298,7 @@ def test_hostile_url_matrix(servers, mp3, tmp_path, record_property):
         f"url matrix: {len(urls)} tried, {blocked} blocked, {delivered} delivered within limits, "
         f"{breaches} reached a forbidden address, max {slowest:.2f} s"
     )
-    SUMMARY.append(line)
-    record_property("url_matrix", line)
-    print(line)
+    record_property("url_matrix", report(line))
     assert target.requests == [] and transport.breaches == [], transport.breaches
     assert not problems, "\n".join(problems)
     assert resolver.calls["rebind.test"] == 1  # resolved once, then pinned

@@ -29,6 +29,7 @@ from services.providers import keys, webhooks
 from services.providers.http import make_client
 from services.providers.registry import PROVIDERS, Registry
 from services.runtime import Runtime
+from tests.figures import report
 from tests.providers.conftest import FAST_RETRY, WebhookReceiver, wait_for
 
 pytest_plugins = ("tests.provider_fixtures",)
@@ -339,5 +340,6 @@ def test_zz_summary() -> None:
         f"{len(RESULTS) - terminal} lost, {doubles} double charges "
         f"({charged_failed} failed jobs left a charge on the provider's ledger)"
     )
-    print("\n" + "\n".join(lines))
+    print("\n" + "\n".join(lines[:-1]))
+    report(lines[-1])
     assert terminal == len(RESULTS) and doubles == 0
