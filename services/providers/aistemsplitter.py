@@ -47,10 +47,8 @@ import httpx
 
 from services import stems as stem_names
 from services.errors import InputRejected, MalformedResponse, ProviderError
-from services.pricing.table import estimate_request
 from services.providers.base import (
     Capabilities,
-    Estimate,
     ModeSpec,
     RunContext,
     SeparationRequest,
@@ -111,10 +109,6 @@ class AIStemSplitterProvider(RemoteProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key()}"}
-
-    def estimate(self, request: SeparationRequest) -> Estimate:
-        self.plan(request)
-        return estimate_request(self.name, request, self.settings)
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:

@@ -74,12 +74,10 @@ from services.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from services.pricing.table import estimate_request
 from services.progress import ProgressEvent
 from services.providers import keys
 from services.providers.base import (
     Capabilities,
-    Estimate,
     ModeSpec,
     RunContext,
     SeparationRequest,
@@ -289,10 +287,6 @@ class KieProvider(RemoteProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key()}"}
-
-    def estimate(self, request: SeparationRequest) -> Estimate:
-        self.plan(request)
-        return estimate_request(self.name, request, self.settings)
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:

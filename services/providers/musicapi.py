@@ -36,7 +36,6 @@ Open or inferred points, resolved defensively:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from typing import Any
@@ -47,12 +46,10 @@ import httpx
 from services import public_files
 from services.config import Settings
 from services.errors import InputRejected, InsufficientCredits, MalformedResponse, ProviderError
-from services.pricing.table import estimate_request
 from services.progress import ProgressEvent
 from services.providers import keys
 from services.providers.base import (
     Capabilities,
-    Estimate,
     ModeSpec,
     RunContext,
     SeparationRequest,
@@ -125,12 +122,6 @@ class MusicAPIProvider(RemoteProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key()}"}
-
-    def estimate(self, request: SeparationRequest) -> Estimate:
-        self.plan(request)
-        estimate = estimate_request(self.name, request, self.settings)
-        note = f"{estimate.note} {self.public.problem(request, self.display)}"
-        return dataclasses.replace(estimate, note=note.strip())
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:

@@ -44,10 +44,8 @@ from typing import Any
 import httpx
 
 from services.errors import InputRejected, MalformedResponse, ProviderError
-from services.pricing.table import estimate_request
 from services.providers.base import (
     Capabilities,
-    Estimate,
     ModeSpec,
     RunContext,
     SeparationRequest,
@@ -134,10 +132,6 @@ class MusicGPTProvider(RemoteProvider):
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": self.api_key(), "accept": "application/json"}
-
-    def estimate(self, request: SeparationRequest) -> Estimate:
-        self.plan(request)
-        return estimate_request(self.name, request, self.settings)
 
     def plan(self, request: SeparationRequest) -> Plan:
         if request.mode not in _MODES:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -56,6 +56,7 @@ from services.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from services.pricing.table import estimate_request
 from services.progress import ProgressEvent
 from services.providers import keys, retry
 from services.providers.base import (
@@ -67,6 +68,9 @@ from services.providers.base import (
 )
 from services.providers.http import host_port, json_body, shared_client
 from services.providers.normalize import normalize_urls
+
+if TYPE_CHECKING:  # public_files imports this module
+    from services.public_files import PublicFiles
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +181,8 @@ class RemoteProvider:
     base_deadline_s: float = 300.0  # plus one second per second of audio, at most max
     max_deadline_s: float = 1800.0
     resolver: Resolver | None = None
+    public: PublicFiles | None = None
+    """Set by providers that only take a URL: their estimate says when no public URL exists."""
 
     def __init__(
         self,
@@ -233,7 +239,13 @@ class RemoteProvider:
         raise NotImplementedError
 
     def estimate(self, request: SeparationRequest) -> Estimate:
-        raise NotImplementedError
+        """The price list's figure, after the checks a run makes (a bad mode fails here)."""
+        self.plan(request)
+        estimate = estimate_request(self.name, request, self.settings)
+        if self.public is None:
+            return estimate
+        note = f"{estimate.note} {self.public.problem(request, self.display)}"
+        return replace(estimate, note=note.strip())
 
     # --- shared helpers ----------------------------------------------------------------------
 
