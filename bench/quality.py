@@ -7,7 +7,10 @@ baselines are computed in the same run: the mixture itself as every estimate, an
 Spleeter inference (11 kHz cut, no chunking, 512-frame padding). Tracks without vocals also
 report vocal leakage: estimated-vocals energy relative to the mixture (lower is better).
 
-    python bench/quality.py [--data ../shared/benchdata/real] [--methods ...]
+    python bench/quality.py [--data ../shared/benchdata/real] [--methods ...] [--tile SECONDS]
+
+``--tile`` repeats every mixture and its references to that length: the excerpts are shorter than
+one network segment and one chunk, so only tiled inputs exercise whole segments and chunk borders.
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ def references(track: Path, mix: np.ndarray) -> dict[str, np.ndarray]:
     return refs
 
 
+def _tile(audio: np.ndarray, seconds: float | None) -> np.ndarray:
+    """``audio`` repeated (whole copies, then a cut one) to ``seconds``; unchanged without it."""
+    if not seconds:
+        return audio
+    frames = int(seconds * 44100)
+    return np.resize(audio, (frames, audio.shape[1]))
+
+
 def _fmt(value: float | None) -> str:
     return f"{value:>10.2f}" if value is not None else f"{'–':>10}"
 
@@ -71,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--tile", type=float, help="repeat each track to this many seconds")
     parser.add_argument("--no-six", dest="six", action="store_false", help="skip the 6-stem table")
     args = parser.parse_args()
     tracks = track_dirs(args.data)
@@ -79,8 +91,9 @@ def main() -> None:
     scores: dict[str, dict[str, dict[str, float]]] = {m: {} for m in args.methods}
     leakage: dict[str, dict[str, float]] = {m: {} for m in args.methods}
     for track in tracks:
-        mix = sf.read(track / "mixture.wav", dtype="float32")[0]
-        refs = references(track, mix)
+        raw = sf.read(track / "mixture.wav", dtype="float32")[0]
+        refs = {s: _tile(r, args.tile) for s, r in references(track, raw).items()}
+        mix = _tile(raw, args.tile)
         for method in args.methods:
             est = METHODS[method](mix)
             scores[method][track.name] = {s: sdr(r, est[s]) for s, r in refs.items() if s in est}
